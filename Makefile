@@ -1,0 +1,58 @@
+# lossbook: `make book` builds the HTML book, `make test` runs every check.
+# Both create the virtual environment (.venv) on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Jupyter kernels started by the tools must be this environment's Python.
+export PATH := $(BIN):$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+export MPLBACKEND := Agg
+
+# torchvision is a test oracle; 2.14.1/0.29.1 is the pair that imports together here.
+TORCH := torch==2.14.1 torchvision==0.29.1
+MATHJAX := mathjax@3.2.2
+MATHJAX_JS := .vendor/static/mathjax/tex-chtml.js
+
+.PHONY: venv export sync book test lab clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# MathJax is served by the book itself, so the HTML needs no network.
+$(MATHJAX_JS):
+	rm -rf .vendor/npm .vendor/static/mathjax
+	mkdir -p .vendor/npm .vendor/static
+	npm install --silent --no-save --no-audit --no-fund --prefix .vendor/npm $(MATHJAX)
+	cp -r .vendor/npm/node_modules/mathjax/es5 .vendor/static/mathjax
+
+# Write lossbook/ from the chapters' export cells.
+export: venv
+	$(BIN)/python tools/export.py
+
+# After editing a chapter: export, re-execute every chapter (or CHAPTERS=...), export again.
+sync: venv
+	$(BIN)/python tools/export.py
+	$(BIN)/python tools/notebooks.py execute $(CHAPTERS)
+	$(BIN)/python tools/export.py
+
+book: venv $(MATHJAX_JS)
+	$(BIN)/python tools/export.py --check
+	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: venv $(MATHJAX_JS)
+	$(BIN)/python -m pytest
+
+lab: venv
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/jupyter lab --ServerApp.contents_manager_class=jupytext.TextFileContentsManager book/
+
+clean:
+	rm -rf _build .vendor

@@ -1,0 +1,132 @@
+"""Tests of book/conventions/anatomy.md: the helpers every chapter uses."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lossbook import (
+    FunctionalLoss,
+    check_floating,
+    check_positive,
+    check_reduction,
+    check_same_shape,
+    compute_dtype,
+    functional_module,
+    reduce_loss,
+    residual_loss,
+    upcast,
+)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_reduce_loss_matches_torch_reductions(reduction, device):
+    loss = torch.rand(4, 5, dtype=torch.float64, device=device)
+    expected = {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+    torch.testing.assert_close(reduce_loss(loss, reduction), expected)
+
+
+def test_weighted_mean_divides_by_the_weight(device):
+    loss = torch.tensor([1.0, 2.0, 3.0, 4.0], device=device)
+    weight = torch.tensor([0.0, 1.0, 1.0, 2.0], device=device)
+    assert reduce_loss(loss, "mean", weight).item() == pytest.approx((2 + 3 + 8) / 4)
+    assert reduce_loss(loss, "sum", weight).item() == 13.0
+    assert reduce_loss(loss, "none", weight).tolist() == [0.0, 2.0, 3.0, 8.0]
+
+
+@given(st.lists(st.floats(0, 1e3), min_size=1, max_size=20), st.floats(1e-3, 1e3))
+def test_weighted_mean_is_scale_free(values, scale):
+    loss = torch.tensor(values, dtype=torch.float64)
+    weight = torch.linspace(0.1, 1.0, len(values), dtype=torch.float64)
+    torch.testing.assert_close(reduce_loss(loss, "mean", scale * weight), reduce_loss(loss, "mean", weight))
+
+
+def test_weighted_mean_agrees_with_torch_cross_entropy():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(10, 4, dtype=torch.float64, generator=generator)
+    target = torch.randint(0, 4, (10,), generator=generator)
+    class_weight = torch.rand(4, dtype=torch.float64, generator=generator)
+    per_sample = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=class_weight)
+    torch.testing.assert_close(reduce_loss(per_sample, "mean", class_weight[target]), expected)
+
+
+@pytest.mark.parametrize("weight", [None, "zeros"])
+def test_mean_of_nothing_is_a_connected_zero(weight, device):
+    values = torch.empty(0, device=device, requires_grad=True) if weight is None else torch.ones(3, device=device, requires_grad=True)
+    w = None if weight is None else torch.zeros(3, device=device)
+    result = reduce_loss(values * 2, "mean", w)
+    assert result.item() == 0.0 and not torch.isnan(result)
+    result.backward()
+    assert values.grad is not None and not torch.isnan(values.grad).any()
+
+
+def test_checks_refuse_with_clear_messages():
+    with pytest.raises(ValueError, match="reduction must be one of 'none', 'mean', 'sum'; got 'batchmean'"):
+        check_reduction("batchmean")
+    check_reduction("batchmean", allowed=("none", "batchmean"))
+    with pytest.raises(ValueError, match="got None"):
+        check_reduction(None)
+    with pytest.raises(TypeError, match="weight must be a floating-point tensor, got dtype torch.bool"):
+        check_floating(torch.ones(2, dtype=torch.bool), "weight")
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got float"):
+        check_floating(1.0, "x")
+    with pytest.raises(ValueError, match=r"a and b must have the same shape, got \(2, 3\) and \(3, 2\)"):
+        check_same_shape(torch.zeros(2, 3), torch.zeros(3, 2), names=("a", "b"))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="delta must be a positive number"):
+            check_positive(bad, "delta")
+    with pytest.raises(ValueError, match="beta must be a non-negative number, got -0.5"):
+        check_positive(-0.5, "beta", allow_zero=True)
+    check_positive(0.0, "beta", allow_zero=True)
+    with pytest.raises(TypeError, match="eps must be a number, got str"):
+        check_positive("1", "eps")
+    with pytest.raises(TypeError, match="eps must be a number, got bool"):
+        check_positive(True, "eps")
+
+
+def test_compute_dtype_and_upcast():
+    half, bf16 = torch.ones(2, dtype=torch.float16), torch.ones(2, dtype=torch.bfloat16)
+    assert compute_dtype(half) == compute_dtype(half, bf16) == torch.float32
+    assert compute_dtype(half, torch.ones(1, dtype=torch.float64)) == torch.float64
+    single = torch.ones(2)
+    (same,) = upcast(single)
+    assert same is single  # no copy when already in the compute dtype
+    assert [t.dtype for t in upcast(half, bf16)] == [torch.float32, torch.float32]
+
+
+def test_residual_loss_passes_the_residual():
+    input, target = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 2.0])
+    assert residual_loss(input, target, lambda r: r, reduction="none").tolist() == [2.0, -1.0]
+
+
+def scaled_l1(input, target, *, scale=1.0, weight=None, reduction="mean"):
+    loss = scale * (input - target).abs()
+    return reduce_loss(loss, reduction, weight)
+
+
+def test_functional_module(device):
+    ScaledL1 = functional_module(scaled_l1, "ScaledL1")
+    assert issubclass(ScaledL1, FunctionalLoss) and ScaledL1.__name__ == "ScaledL1"
+    assert str(__import__("inspect").signature(ScaledL1)) == "(*, scale=1.0, weight=None, reduction='mean')"
+    weight = torch.tensor([1.0, 0.0, 3.0])
+    module = ScaledL1(scale=2.0, weight=weight).to(device)
+    assert module.weight.device.type == torch.device(device).type  # tensor options follow .to()
+    assert "weight" in dict(module.named_buffers())
+    input, target = torch.ones(3, device=device), torch.zeros(3, device=device)
+    torch.testing.assert_close(module(input, target), scaled_l1(input, target, scale=2.0, weight=weight.to(device)))
+    assert repr(ScaledL1(scale=3.0)) == "ScaledL1(scale=3.0, weight=None, reduction='mean')"
+    with pytest.raises(TypeError, match="ScaledL1 got unknown option"):
+        ScaledL1(delta=1.0)
+
+
+def test_functional_module_requires_options_without_defaults():
+    def needs_margin(input, *, margin):
+        return input.sum() * margin
+
+    WithMargin = functional_module(needs_margin, "WithMargin")
+    with pytest.raises(TypeError, match="WithMargin needs the option margin"):
+        WithMargin()
+    assert WithMargin(margin=2.0)(torch.ones(2)).item() == 4.0

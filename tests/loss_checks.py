@@ -1,0 +1,118 @@
+"""The checks every pointwise loss ``fn(input, target, **options)`` must pass.
+
+Each test file calls these with its own functions and options, so the battery of
+DESIGN section 5 is written once: refusals of bad input, reductions, the empty mean,
+half precision, gradcheck, devices and the module wrapper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lossbook.nn
+
+Loss = Callable[..., torch.Tensor]
+
+
+def finite_arrays(max_side: int = 6, max_dims: int = 3, bound: float = 1e3):
+    """Pairs of float64 arrays of one random shape, as hypothesis strategies."""
+    return hnp.array_shapes(min_dims=1, max_dims=max_dims, max_side=max_side).flatmap(
+        lambda shape: st.tuples(
+            *[
+                hnp.arrays(
+                    "float64", shape, elements=st.floats(-bound, bound, allow_nan=False)
+                )
+                for _ in range(2)
+            ]
+        )
+    )
+
+
+def random_pair(shape, dtype=torch.float64, device="cpu", scale=1.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    first = scale * torch.randn(shape, dtype=dtype, generator=generator)
+    second = scale * torch.randn(shape, dtype=dtype, generator=generator)
+    return first.to(device), second.to(device)
+
+
+def check_bad_input(fn: Loss, **options) -> None:
+    """Shapes are never broadcast, integers and unknown reductions are refused."""
+    with pytest.raises(ValueError, match=r"input and target must have the same shape, got \(4, 1\) and \(4,\)"):
+        fn(torch.zeros(4, 1), torch.zeros(4), **options)
+    with pytest.raises(TypeError, match="input must be a floating-point tensor, got dtype torch.int64"):
+        fn(torch.zeros(4, dtype=torch.long), torch.zeros(4), **options)
+    with pytest.raises(TypeError, match="target must be a floating-point tensor, got dtype torch.int32"):
+        fn(torch.zeros(4), torch.zeros(4, dtype=torch.int32), **options)
+    with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+        fn([0.0, 1.0], torch.zeros(2), **options)
+    with pytest.raises(ValueError, match="reduction must be one of 'none', 'mean', 'sum'; got 'avg'"):
+        fn(torch.zeros(4), torch.zeros(4), **options, reduction="avg")
+
+
+def check_reductions(fn: Loss, device, **options) -> None:
+    """``mean`` and ``sum`` reduce the ``none`` output; an empty mean is a connected 0."""
+    input, target = random_pair((3, 5), device=device)
+    per_element = fn(input, target, **options, reduction="none")
+    assert per_element.shape == input.shape
+    assert per_element.device == input.device
+    torch.testing.assert_close(fn(input, target, **options, reduction="sum"), per_element.sum())
+    torch.testing.assert_close(fn(input, target, **options), per_element.mean())
+
+    empty = torch.empty(0, 3, device=device, requires_grad=True)
+    zero = fn(empty, torch.empty(0, 3, device=device), **options)
+    assert zero.item() == 0.0
+    zero.backward()
+    assert empty.grad is not None and empty.grad.shape == empty.shape
+
+
+def check_gradcheck(fn: Loss, **options) -> None:
+    """Analytic and numerical gradients agree in float64, for input and target."""
+    input, target = random_pair((3, 4), scale=2.0, seed=3)
+    for reduction in ("none", "mean", "sum"):
+        assert torch.autograd.gradcheck(
+            lambda a, b: fn(a, b, **options, reduction=reduction),
+            (input.requires_grad_(), target.requires_grad_()),
+        )
+
+
+def check_half_precision(fn: Loss, device, scale: float = 1e4, rtol: float = 1e-5, **options) -> None:
+    """float16 and bfloat16 inputs, residuals up to ``scale``, give the float32 result.
+
+    The loss of half inputs must be finite and equal (to float32 rounding) to the loss of
+    the same (rounded) values in float32, and its gradient must be finite.
+    """
+    generator = torch.Generator().manual_seed(5)
+    input = scale * torch.randn(64, generator=generator)
+    target = scale * torch.randn(64, generator=generator)
+    input[0], target[0] = scale, -scale  # the extreme residual 2 * scale
+    for dtype in (torch.float16, torch.bfloat16):
+        low = input.to(dtype).to(device).requires_grad_()
+        low_target = target.to(dtype).to(device)
+        loss = fn(low, low_target, **options)
+        assert loss.dtype == torch.float32
+        assert torch.isfinite(loss), f"{dtype}: {loss}"
+        reference = fn(low.detach().float(), low_target.float(), **options)
+        torch.testing.assert_close(loss, reference, rtol=rtol, atol=0)
+        unrounded = fn(input.to(device), target.to(device), **options)
+        torch.testing.assert_close(loss, unrounded, rtol=2e-2, atol=0)
+        loss.backward()
+        assert low.grad.dtype == dtype and torch.isfinite(low.grad).all()
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+            assert torch.isfinite(fn(low.detach(), low_target, **options))
+
+
+def check_module(fn: Loss, device, **options) -> None:
+    """``lossbook.nn.<Name>(**options)`` is the function with those options."""
+    module_class = getattr(lossbook.nn, fn.nn_module_name)
+    module = module_class(**options).to(device)
+    input, target = random_pair((4, 3), device=device)
+    torch.testing.assert_close(module(input, target), fn(input, target, **options))
+    assert module_class.__module__ == "lossbook.nn"
+    assert fn.__name__ in module_class.__doc__
+    with pytest.raises(TypeError, match="unknown option"):
+        module_class(not_an_option=1)

@@ -1,0 +1,99 @@
+"""Keep every chapter's ``.ipynb`` twin in step with its ``.md`` source.
+
+    python tools/notebooks.py execute [CHAPTER.md ...]  # run chapters, store outputs in .ipynb
+    python tools/notebooks.py check                     # exit 1 if a twin's cells differ from its .md
+
+The ``.md`` is what authors edit; the ``.ipynb`` holds the outputs of one execution,
+which nbval re-checks and Jupyter Book publishes. ``check`` compares the cells (type,
+source and tags) of both, so an edit to a chapter that was not re-executed fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export import BOOK, ROOT, chapters  # noqa: E402
+
+TIMEOUT_PER_CELL = 300
+
+
+def twin(source: Path) -> Path:
+    return source.with_suffix(".ipynb")
+
+
+def cell_signature(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [
+        (cell.cell_type, cell.source.strip("\n"), tuple(cell.metadata.get("tags", [])))
+        for cell in notebook.cells
+    ]
+
+
+def execute(source: Path) -> float:
+    """Run one chapter top to bottom on the CPU and write its twin; returns seconds."""
+    notebook = jupytext.read(source)
+    client = NotebookClient(
+        notebook,
+        timeout=TIMEOUT_PER_CELL,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(source.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    jupytext.write(notebook, twin(source), fmt="ipynb")
+    return seconds
+
+
+def check() -> list[str]:
+    problems = []
+    sources = chapters()
+    for source in sources:
+        notebook = twin(source)
+        name = source.relative_to(ROOT)
+        if not notebook.exists():
+            problems.append(f"{name}: no paired .ipynb (run `make sync`)")
+            continue
+        if cell_signature(jupytext.read(source)) != cell_signature(nbformat.read(notebook, 4)):
+            problems.append(f"{name}: its .ipynb holds other cells (run `make sync`)")
+        elif any(
+            cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None
+            for cell in nbformat.read(notebook, 4).cells
+        ):
+            problems.append(f"{name}: its .ipynb was not executed (run `make sync`)")
+    for notebook in sorted(BOOK.glob("*/*.ipynb")):
+        if notebook.with_suffix(".md") not in sources:
+            problems.append(f"{notebook.relative_to(ROOT)}: no .md chapter for this notebook")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("execute", help="execute chapters and store their outputs")
+    run.add_argument("chapters", nargs="*", type=Path)
+    sub.add_parser("check", help="check every .ipynb against its .md")
+    args = parser.parse_args(argv)
+
+    if args.command == "check":
+        problems = check()
+        print("\n".join(problems) or f"{len(chapters())} chapters in step with their notebooks")
+        return 1 if problems else 0
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # stored outputs come from a CPU run
+    for source in [p.resolve() for p in args.chapters] or chapters():
+        seconds = execute(source)
+        print(f"executed {source.relative_to(ROOT)} in {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
