@@ -14,7 +14,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 MATHJAX := mathjax@3.2.2
 MATHJAX_JS := .vendor/static/mathjax/tex-chtml.js
 
-.PHONY: venv export sync book test lab clean
+.PHONY: venv export sync book test lab bench clean
 
 venv: $(VENV)/.installed
 
@@ -30,7 +30,8 @@ $(MATHJAX_JS):
 	rm -rf .vendor/npm .vendor/static/mathjax
 	mkdir -p .vendor/npm .vendor/static
 	npm install --silent --no-save --no-audit --no-fund --prefix .vendor/npm $(MATHJAX)
-	cp -r .vendor/npm/node_modules/mathjax/es5 .vendor/static/mathjax
+	mkdir -p .vendor/static/mathjax
+	cd .vendor/npm/node_modules/mathjax/es5 && cp -r tex-chtml.js input output ui a11y adaptors sre $(CURDIR)/.vendor/static/mathjax/
 
 # Write lossbook/ from the chapters' export cells.
 export: venv
@@ -49,6 +50,9 @@ book: venv $(MATHJAX_JS)
 
 test: venv $(MATHJAX_JS)
 	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/regression.py
 
 lab: venv
 	$(BIN)/python -m pip install --quiet -e ".[lab]"

@@ -1,0 +1,61 @@
+"""The book builds with warnings as errors, and the HTML needs no network."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MATHJAX = ROOT / ".vendor" / "static" / "mathjax" / "tex-chtml.js"
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc["parts"]:
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    if not MATHJAX.exists():
+        pytest.fail("MathJax is not vendored: run the tests through `make test`")
+    output = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", str(ROOT), "--path-output", str(output),
+               "--builder", "html", "--warningiserror", "--nitpick", "--keep-going"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    warnings = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert result.returncode == 0 and not warnings, "\n".join(warnings) or result.stdout[-3000:]
+    yield output / "_build" / "html"
+    shutil.rmtree(output, ignore_errors=True)
+
+
+def test_every_toc_entry_has_a_page(html):
+    for name in toc_files():
+        assert (html / f"{name}.html").exists(), name
+
+
+def test_no_asset_is_loaded_from_the_network(html):
+    remote = re.compile(r"<(script|img|iframe)[^>]*\bsrc=\"(https?:)?//|<link[^>]*\bhref=\"(https?:)?//[^\"]*\"[^>]*\brel=\"(stylesheet|preload)", re.I)
+    remote_after = re.compile(r"<link[^>]*\brel=\"(stylesheet|preload)\"[^>]*\bhref=\"(https?:)?//", re.I)
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        assert not remote.search(text) and not remote_after.search(text), f"{page.name} loads a remote asset"
+
+
+def test_mathjax_is_served_locally(html):
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    page = (html / "book" / "regression" / "l1_l2.html").read_text()
+    assert re.search(r'<script[^>]*src="(\.\./)*_static/mathjax/tex-chtml\.js', page)
+
+
+def test_chapters_show_their_stored_outputs(html):
+    page = (html / "book" / "regression" / "l1_l2.html").read_text()
+    assert "agree with torch.nn.functional and scikit-learn" in page  # a printed output
+    assert "data:image/png;base64" in page or (html / "_images").exists()  # a figure
