@@ -19,9 +19,22 @@ from lossbook.conventions.anatomy import (
     FunctionalLoss,
     functional_module,
 )
+from lossbook.regression.charbonnier import (
+    charbonnier_loss,
+)
+from lossbook.regression.huber import (
+    smooth_l1_loss,
+    huber_loss,
+)
 from lossbook.regression.l1_l2 import (
     l1_loss,
     mse_loss,
+)
+from lossbook.regression.log_cosh import (
+    log_cosh_loss,
+)
+from lossbook.regression.quantile import (
+    quantile_loss,
 )
 from lossbook import nn
 
@@ -30,16 +43,21 @@ __version__ = "0.1.0"
 __all__ = [
     "FunctionalLoss",
     "REDUCTIONS",
+    "charbonnier_loss",
     "check_floating",
     "check_positive",
     "check_reduction",
     "check_same_shape",
     "compute_dtype",
     "functional_module",
+    "huber_loss",
     "l1_loss",
+    "log_cosh_loss",
     "mse_loss",
     "nn_module",
+    "quantile_loss",
     "reduce_loss",
     "residual_loss",
+    "smooth_l1_loss",
     "upcast",
 ]

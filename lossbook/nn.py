@@ -9,12 +9,26 @@ modules in their chapters and re-exported here.
 """
 
 from lossbook.conventions.anatomy import functional_module
+from lossbook.regression.charbonnier import charbonnier_loss
+from lossbook.regression.huber import smooth_l1_loss, huber_loss
 from lossbook.regression.l1_l2 import l1_loss, mse_loss
+from lossbook.regression.log_cosh import log_cosh_loss
+from lossbook.regression.quantile import quantile_loss
 
+CharbonnierLoss = functional_module(charbonnier_loss, "CharbonnierLoss")
+SmoothL1Loss = functional_module(smooth_l1_loss, "SmoothL1Loss")
+HuberLoss = functional_module(huber_loss, "HuberLoss")
 L1Loss = functional_module(l1_loss, "L1Loss")
 MSELoss = functional_module(mse_loss, "MSELoss")
+LogCoshLoss = functional_module(log_cosh_loss, "LogCoshLoss")
+QuantileLoss = functional_module(quantile_loss, "QuantileLoss")
 
 __all__ = [
+    "CharbonnierLoss",
+    "HuberLoss",
     "L1Loss",
+    "LogCoshLoss",
     "MSELoss",
+    "QuantileLoss",
+    "SmoothL1Loss",
 ]

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems) or f"{len(chapters())} chapters in step with their notebooks")
         return 1 if problems else 0
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # stored outputs come from a CPU run
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same digits whatever the core count
     for source in [p.resolve() for p in args.chapters] or chapters():
         seconds = execute(source)
         print(f"executed {source.relative_to(ROOT)} in {seconds:.1f} s")
