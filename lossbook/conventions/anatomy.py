@@ -164,6 +164,95 @@ def residual_loss(
     return reduce_loss(rho(input - target), reduction)
 
 
+def check_sign_labels(target: Tensor, name: str = "target") -> None:
+    """Refuse binary labels that are not all -1 or +1 (checked for CPU tensors only).
+
+    Examples:
+        >>> check_sign_labels(torch.tensor([1.0, -1.0, 1.0]))
+        >>> check_sign_labels(torch.tensor([1.0, 0.0, 1.0]))
+        Traceback (most recent call last):
+        ...
+        ValueError: target must hold labels -1 or +1, got 0.0 (for labels 0/1 use 2 * target - 1)
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
+    if target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"{name} must hold labels -1 or +1 as a real tensor, got dtype {target.dtype}")
+    if target.device.type == "cpu" and target.numel():
+        wrong = (target != 1) & (target != -1)
+        if wrong.any():
+            raise ValueError(
+                f"{name} must hold labels -1 or +1, got {target[wrong][0].item()} "
+                f"(for labels 0/1 use 2 * {name} - 1)"
+            )
+
+
+def margin_loss(
+    input: Tensor, target: Tensor, phi: Callable[[Tensor], Tensor], *, reduction: str = "mean"
+) -> Tensor:
+    r"""Reduce :math:`\phi(y f)` over the elements, after the standard checks.
+
+    ``input`` holds real scores :math:`f` (logits), floating point; ``target`` holds
+    labels :math:`y \in \{-1, +1\}` of the same shape (floating or integer); ``phi``
+    receives the margin ``target * input`` in the :func:`compute_dtype`.
+
+    Examples:
+        >>> margin_loss(torch.tensor([2.0, -1.0]), torch.tensor([1, 1]), lambda m: (1 - m).clamp(min=0))
+        tensor(1.)
+    """
+    check_floating(input, "input")
+    check_sign_labels(target)
+    check_same_shape(input, target)
+    check_reduction(reduction)
+    (input,) = upcast(input)
+    return reduce_loss(phi(target.to(input.dtype) * input), reduction)
+
+
+def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor]:
+    """Check class scores ``(N, C, *)`` against class indices ``(N, *)``.
+
+    Returns ``(safe, valid)``: the indices with every ignored position replaced by 0,
+    ready for ``input.gather(1, safe.unsqueeze(1))``, and the boolean mask of the
+    positions that count. Index values are range-checked for CPU tensors; on CUDA an
+    out-of-range index is left to PyTorch's device-side assert.
+
+    Examples:
+        >>> scores = torch.zeros(3, 4)
+        >>> class_indices(scores, torch.tensor([2, -100, 3]), ignore_index=-100)
+        (tensor([2, 0, 3]), tensor([ True, False,  True]))
+        >>> class_indices(scores, torch.tensor([2, 4, 3]))
+        Traceback (most recent call last):
+        ...
+        ValueError: target holds class index 4, but input has 4 classes (indices 0 to 3)
+    """
+    check_floating(input, "input")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor of class indices, got {type(target).__name__}")
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"target must be an integer tensor of class indices, got dtype {target.dtype} "
+            "(for class probabilities, see the chapter's probability-target form)"
+        )
+    if input.dim() < 2:
+        raise ValueError(f"input must have shape (N, C, *), got {tuple(input.shape)}")
+    expected = (input.shape[0], *input.shape[2:])
+    if target.shape != expected:
+        raise ValueError(
+            f"target must have shape (N, *) = {expected} for input of shape {tuple(input.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    if target.device.type == "cpu" and target.numel():
+        classes = input.shape[1]
+        wrong = valid & ((target < 0) | (target >= classes))
+        if wrong.any():
+            raise ValueError(
+                f"target holds class index {target[wrong][0].item()}, but input has {classes} "
+                f"classes (indices 0 to {classes - 1})"
+            )
+    return torch.where(valid, target, torch.zeros_like(target)), valid
+
+
 def nn_module(name: str) -> Callable[[Callable], Callable]:
     """Mark a functional loss to get the ``nn.Module`` wrapper ``lossbook.nn.<name>``.
 
@@ -266,6 +355,9 @@ __all__ = [
     "check_same_shape",
     "check_positive",
     "residual_loss",
+    "check_sign_labels",
+    "margin_loss",
+    "class_indices",
     "nn_module",
     "FunctionalLoss",
     "functional_module",

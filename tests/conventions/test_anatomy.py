@@ -13,8 +13,10 @@ from lossbook import (
     check_positive,
     check_reduction,
     check_same_shape,
+    class_indices,
     compute_dtype,
     functional_module,
+    margin_loss,
     reduce_loss,
     residual_loss,
     upcast,
@@ -130,3 +132,61 @@ def test_functional_module_requires_options_without_defaults():
     with pytest.raises(TypeError, match="WithMargin needs the option margin"):
         WithMargin()
     assert WithMargin(margin=2.0)(torch.ones(2)).item() == 4.0
+
+
+def hinge(margin):
+    return (1 - margin).clamp(min=0)
+
+
+def test_margin_loss_matches_soft_margin_loss(device):
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(6, 3, dtype=torch.float64, generator=generator).to(device)
+    labels = (torch.randint(0, 2, (6, 3), generator=generator) * 2 - 1).to(device)
+    for reduction in ("none", "mean", "sum"):
+        expected = torch.nn.functional.soft_margin_loss(scores, labels.double(), reduction=reduction)
+        got = margin_loss(scores, labels, lambda m: torch.nn.functional.softplus(-m), reduction=reduction)
+        torch.testing.assert_close(got, expected)
+
+
+def test_margin_loss_refuses_bad_labels():
+    scores = torch.zeros(3)
+    with pytest.raises(ValueError, match=r"target must hold labels -1 or \+1, got 0.0 \(for labels 0/1 use 2 \* target - 1\)"):
+        margin_loss(scores, torch.tensor([1.0, 0.0, -1.0]), hinge)
+    with pytest.raises(TypeError, match="target must hold labels -1 or \\+1 as a real tensor, got dtype torch.bool"):
+        margin_loss(scores, torch.tensor([True, False, True]), hinge)
+    with pytest.raises(ValueError, match=r"input and target must have the same shape, got \(3,\) and \(3, 1\)"):
+        margin_loss(scores, torch.ones(3, 1), hinge)
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
+        margin_loss(torch.zeros(3, dtype=torch.long), torch.ones(3), hinge)
+    assert margin_loss(torch.empty(0), torch.empty(0), hinge).item() == 0.0
+
+
+def test_margin_loss_half_precision():
+    scores = torch.tensor([50.0, -50.0, 3.0], dtype=torch.float16)
+    loss = margin_loss(scores, torch.tensor([1, 1, -1]), lambda m: torch.nn.functional.softplus(-m), reduction="none")
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    torch.testing.assert_close(loss, torch.tensor([0.0, 50.0, 3.0485873]), rtol=1e-6, atol=1e-6)
+
+
+def test_class_indices(device):
+    scores = torch.zeros(2, 5, 3, device=device)
+    target = torch.tensor([[0, 4, -1], [2, -1, 1]], device=device)
+    safe, valid = class_indices(scores, target, ignore_index=-1)
+    assert safe.tolist() == [[0, 4, 0], [2, 0, 1]]
+    assert valid.tolist() == [[True, True, False], [True, False, True]]
+    safe, valid = class_indices(scores, target.clamp(min=0))
+    assert valid.all()
+
+
+def test_class_indices_refusals():
+    scores = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match=r"target holds class index 3, but input has 3 classes \(indices 0 to 2\)"):
+        class_indices(scores, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="target holds class index -100"):
+        class_indices(scores, torch.tensor([0, 1, 2, -100]))  # -100 ignored only when asked
+    with pytest.raises(TypeError, match="target must be an integer tensor of class indices, got dtype torch.float32"):
+        class_indices(scores, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"target must have shape \(N, \*\) = \(4,\) for input of shape \(4, 3\), got \(4, 1\)"):
+        class_indices(scores, torch.zeros(4, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"input must have shape \(N, C, \*\), got \(3,\)"):
+        class_indices(torch.zeros(3), torch.tensor(1))
