@@ -40,37 +40,25 @@ def on_the_kink(shape, threshold, device):
     return input.view(shape), target.view(shape)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("beta", BETAS)
-@pytest.mark.parametrize("kink", [False, True])
-def test_smooth_l1_matches_torch(beta, reduction, shape, kink, device):
-    if kink:
-        input, target = on_the_kink(shape, beta, device)
-    else:
-        input, target = random_pair(shape, scale=2.0, device=device)
-    input.requires_grad_()
-    ours = smooth_l1_loss(input, target, beta=beta, reduction=reduction)
-    theirs = F.smooth_l1_loss(input, target, beta=beta, reduction=reduction)
-    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-15)
-    ours_grad, theirs_grad = (torch.autograd.grad(loss.sum(), input)[0] for loss in (ours, theirs))
-    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-15)
+ORACLES = [(smooth_l1_loss, F.smooth_l1_loss, "beta", beta) for beta in BETAS] + [
+    (huber_loss, F.huber_loss, "delta", delta) for delta in DELTAS
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("delta", DELTAS)
+@pytest.mark.parametrize(("loss", "torch_loss", "option", "value"), ORACLES)
 @pytest.mark.parametrize("kink", [False, True])
-def test_huber_matches_torch(delta, reduction, shape, kink, device):
+def test_matches_torch(loss, torch_loss, option, value, reduction, shape, kink, device):
     if kink:
-        input, target = on_the_kink(shape, delta, device)
+        input, target = on_the_kink(shape, value, device)
     else:
         input, target = random_pair(shape, scale=2.0, device=device)
     input.requires_grad_()
-    ours = huber_loss(input, target, delta=delta, reduction=reduction)
-    theirs = F.huber_loss(input, target, delta=delta, reduction=reduction)
+    ours = loss(input, target, **{option: value}, reduction=reduction)
+    theirs = torch_loss(input, target, **{option: value}, reduction=reduction)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-15)
-    ours_grad, theirs_grad = (torch.autograd.grad(loss.sum(), input)[0] for loss in (ours, theirs))
+    ours_grad, theirs_grad = (torch.autograd.grad(result.sum(), input)[0] for result in (ours, theirs))
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-15)
 
 
