@@ -5,6 +5,29 @@
 Every public function is defined in a chapter of the book, listed here by part.
 """
 
+from lossbook.classification.cross_entropy import (
+    cross_entropy,
+    binary_cross_entropy_with_logits,
+)
+from lossbook.classification.exponential import (
+    exponential_loss,
+)
+from lossbook.classification.focal import (
+    focal_loss,
+    sigmoid_focal_loss,
+)
+from lossbook.classification.hinge import (
+    MULTICLASS_HINGE_MODES,
+    hinge_loss,
+    multiclass_hinge_loss,
+)
+from lossbook.classification.kl_divergence import (
+    kl_div,
+    distillation_loss,
+)
+from lossbook.classification.logistic import (
+    logistic_loss,
+)
 from lossbook.conventions.anatomy import (
     REDUCTIONS,
     check_reduction,
@@ -45,7 +68,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FunctionalLoss",
+    "MULTICLASS_HINGE_MODES",
     "REDUCTIONS",
+    "binary_cross_entropy_with_logits",
     "charbonnier_loss",
     "check_floating",
     "check_positive",
@@ -54,16 +79,25 @@ __all__ = [
     "check_sign_labels",
     "class_indices",
     "compute_dtype",
+    "cross_entropy",
+    "distillation_loss",
+    "exponential_loss",
+    "focal_loss",
     "functional_module",
+    "hinge_loss",
     "huber_loss",
+    "kl_div",
     "l1_loss",
     "log_cosh_loss",
+    "logistic_loss",
     "margin_loss",
     "mse_loss",
+    "multiclass_hinge_loss",
     "nn_module",
     "quantile_loss",
     "reduce_loss",
     "residual_loss",
+    "sigmoid_focal_loss",
     "smooth_l1_loss",
     "upcast",
 ]

@@ -9,12 +9,28 @@ modules in their chapters and re-exported here.
 """
 
 from lossbook.conventions.anatomy import functional_module
+from lossbook.classification.cross_entropy import cross_entropy, binary_cross_entropy_with_logits
+from lossbook.classification.exponential import exponential_loss
+from lossbook.classification.focal import focal_loss, sigmoid_focal_loss
+from lossbook.classification.hinge import hinge_loss, multiclass_hinge_loss
+from lossbook.classification.kl_divergence import kl_div, distillation_loss
+from lossbook.classification.logistic import logistic_loss
 from lossbook.regression.charbonnier import charbonnier_loss
 from lossbook.regression.huber import smooth_l1_loss, huber_loss
 from lossbook.regression.l1_l2 import l1_loss, mse_loss
 from lossbook.regression.log_cosh import log_cosh_loss
 from lossbook.regression.quantile import quantile_loss
 
+CrossEntropyLoss = functional_module(cross_entropy, "CrossEntropyLoss")
+BCEWithLogitsLoss = functional_module(binary_cross_entropy_with_logits, "BCEWithLogitsLoss")
+ExponentialLoss = functional_module(exponential_loss, "ExponentialLoss")
+FocalLoss = functional_module(focal_loss, "FocalLoss")
+SigmoidFocalLoss = functional_module(sigmoid_focal_loss, "SigmoidFocalLoss")
+HingeLoss = functional_module(hinge_loss, "HingeLoss")
+MultiClassHingeLoss = functional_module(multiclass_hinge_loss, "MultiClassHingeLoss")
+KLDivLoss = functional_module(kl_div, "KLDivLoss")
+DistillationLoss = functional_module(distillation_loss, "DistillationLoss")
+LogisticLoss = functional_module(logistic_loss, "LogisticLoss")
 CharbonnierLoss = functional_module(charbonnier_loss, "CharbonnierLoss")
 SmoothL1Loss = functional_module(smooth_l1_loss, "SmoothL1Loss")
 HuberLoss = functional_module(huber_loss, "HuberLoss")
@@ -24,11 +40,21 @@ LogCoshLoss = functional_module(log_cosh_loss, "LogCoshLoss")
 QuantileLoss = functional_module(quantile_loss, "QuantileLoss")
 
 __all__ = [
+    "BCEWithLogitsLoss",
     "CharbonnierLoss",
+    "CrossEntropyLoss",
+    "DistillationLoss",
+    "ExponentialLoss",
+    "FocalLoss",
+    "HingeLoss",
     "HuberLoss",
+    "KLDivLoss",
     "L1Loss",
     "LogCoshLoss",
+    "LogisticLoss",
     "MSELoss",
+    "MultiClassHingeLoss",
     "QuantileLoss",
+    "SigmoidFocalLoss",
     "SmoothL1Loss",
 ]

@@ -93,12 +93,13 @@ def check_reductions(fn: Loss, device, pair=random_pair, **options) -> None:
 
 
 def check_gradcheck(fn: Loss, pair=random_pair, **options) -> None:
-    """Analytic and numerical gradients agree in float64, for input and target."""
+    """Analytic and numerical gradients agree in float64, for the input and, where the
+    target holds values rather than labels (``random_pair``), for the target too."""
     input, target = pair((3, 4), scale=2.0, seed=3)
+    target.requires_grad_(pair is random_pair)
     for reduction in ("none", "mean", "sum"):
         assert torch.autograd.gradcheck(
-            lambda a, b: fn(a, b, **options, reduction=reduction),
-            (input.requires_grad_(), target.requires_grad_()),
+            lambda a, b: fn(a, b, **options, reduction=reduction), (input.requires_grad_(), target)
         )
 
 
@@ -123,6 +124,9 @@ def check_half_precision(
         torch.testing.assert_close(loss, unrounded, rtol=2e-2, atol=0)
         loss.backward()
         assert low.grad.dtype == dtype and torch.isfinite(low.grad).all()
+        single = low.detach().float().requires_grad_()
+        fn(single, low_target.float(), **options).backward()
+        torch.testing.assert_close(low.grad, single.grad.to(dtype))  # float32's, rounded
         with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
             assert torch.isfinite(fn(low.detach(), low_target, **options))
 

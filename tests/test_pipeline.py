@@ -23,6 +23,12 @@ CATALOGUE = {
     "regression/charbonnier": ["charbonnier_loss"],
     "regression/log_cosh": ["log_cosh_loss"],
     "regression/quantile": ["quantile_loss"],
+    "classification/cross_entropy": ["cross_entropy", "binary_cross_entropy_with_logits"],
+    "classification/logistic": ["logistic_loss"],
+    "classification/hinge": ["hinge_loss", "multiclass_hinge_loss"],
+    "classification/exponential": ["exponential_loss"],
+    "classification/kl_divergence": ["kl_div", "distillation_loss"],
+    "classification/focal": ["focal_loss", "sigmoid_focal_loss"],
 }
 
 

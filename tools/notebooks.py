@@ -40,6 +40,8 @@ def cell_signature(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
 def execute(source: Path) -> float:
     """Run one chapter top to bottom on the CPU and write its twin; returns seconds."""
     notebook = jupytext.read(source)
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"  # stable ids: re-executing changes only what changed
     client = NotebookClient(
         notebook,
         timeout=TIMEOUT_PER_CELL,
