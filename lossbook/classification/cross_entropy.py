@@ -4,8 +4,10 @@ import torch
 from torch import Tensor
 
 from lossbook.conventions.anatomy import (
+    check_class_vector,
     check_floating,
     check_positive,
+    check_probabilities,
     check_reduction,
     check_same_shape,
     class_indices,
@@ -13,14 +15,6 @@ from lossbook.conventions.anatomy import (
     reduce_loss,
     upcast,
 )
-
-
-def _check_probabilities(target: Tensor) -> None:
-    """Refuse target values outside [0, 1] (checked for CPU tensors only, as class indices are)."""
-    if target.device.type == "cpu" and target.numel():
-        wrong = (target < 0) | (target > 1)
-        if wrong.any():
-            raise ValueError(f"target must hold probabilities in [0, 1], got {target[wrong][0].item()}")
 
 
 def _check_classes(classes: int, input: Tensor) -> None:
@@ -127,11 +121,7 @@ def cross_entropy(
         raise ValueError(f"input must have shape (N, C, *), got {tuple(input.shape)}")
     classes = input.shape[1]
     if weight is not None:
-        check_floating(weight, "weight")
-        if weight.shape != (classes,):
-            raise ValueError(
-                f"weight must have shape (C,) = ({classes},), one weight per class, got {tuple(weight.shape)}"
-            )
+        check_class_vector(weight, "weight", classes)
     index_shape = (input.shape[0], *input.shape[2:])
 
     if target.is_floating_point():  # class probabilities
@@ -150,7 +140,7 @@ def cross_entropy(
                 "must be an integer tensor (target.long())"
             ) from None
         _check_classes(classes, input)
-        _check_probabilities(target)
+        check_probabilities(target)
         input, target, *rest = upcast(input, target, *([] if weight is None else [weight]))
         if label_smoothing:
             target = (1 - label_smoothing) * target + label_smoothing / classes
@@ -272,7 +262,7 @@ def binary_cross_entropy_with_logits(
     check_reduction(reduction)
     _check_broadcasts_to(weight, input, "weight")
     _check_broadcasts_to(pos_weight, input, "pos_weight")
-    _check_probabilities(target)
+    check_probabilities(target)
     optional = [tensor for tensor in (weight, pos_weight) if tensor is not None]
     input, target, *optional = upcast(input, target, *optional)
     weight = optional.pop(0) if weight is not None else None

@@ -5,7 +5,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lossbook.conventions.anatomy import (
+    check_class_vector,
     check_floating,
+    check_probabilities,
     check_positive,
     check_reduction,
     check_same_shape,
@@ -14,15 +16,6 @@ from lossbook.conventions.anatomy import (
     reduce_loss,
     upcast,
 )
-
-
-def _check_class_vector(vector: Tensor | None, name: str, classes: int) -> None:
-    """Refuse a per-class vector that is not a floating-point tensor of shape ``(C,)``."""
-    if vector is None:
-        return
-    check_floating(vector, name)
-    if vector.shape != (classes,):
-        raise ValueError(f"{name} must have shape (C,) = ({classes},), got {tuple(vector.shape)}")
 
 
 @nn_module("FocalLoss")
@@ -95,8 +88,9 @@ def focal_loss(
     safe, valid = class_indices(input, target, ignore_index)
     classes = input.shape[1]
     if isinstance(alpha, Tensor):
-        _check_class_vector(alpha, "alpha", classes)
-    _check_class_vector(weight, "weight", classes)
+        check_class_vector(alpha, "alpha", classes)
+    if weight is not None:
+        check_class_vector(weight, "weight", classes)
     (input,) = upcast(input)
     log_p = input.log_softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
     loss = -log_p
@@ -180,13 +174,9 @@ def sigmoid_focal_loss(
             raise ValueError(f"alpha must be in [0, 1], or -1 or None for no weighting, got {alpha}")
     check_positive(gamma, "gamma", allow_zero=True)
     check_floating(input, "input")
-    check_floating(target, "target")
+    check_probabilities(target)
     check_same_shape(input, target)
     check_reduction(reduction)
-    if target.device.type == "cpu" and target.numel():
-        outside = (target < 0) | (target > 1)
-        if outside.any():
-            raise ValueError(f"target must hold values in [0, 1], got {target[outside][0].item()}")
     input, target = upcast(input, target)
     log_p, log_q = F.logsigmoid(input), F.logsigmoid(-input)  # log p and log(1 - p)
     loss = target * -log_p + (1 - target) * -log_q  # binary cross entropy, no cancellation

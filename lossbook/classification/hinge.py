@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from lossbook.conventions.anatomy import (
-    check_floating,
+    check_class_vector,
     check_positive,
     check_reduction,
     class_indices,
@@ -158,13 +158,7 @@ def multiclass_hinge_loss(
     safe, _ = class_indices(input, target)
     classes = input.shape[1]
     if weight is not None:
-        check_floating(weight, "weight")
-        if weight.shape != (classes,):
-            raise ValueError(
-                f"weight must have shape (C,) = ({classes},), one weight per class; got {tuple(weight.shape)}"
-            )
-        if weight.device.type == "cpu" and bool((weight < 0).any()):
-            raise ValueError(f"weight must be non-negative, got {weight.min().item()}")
+        check_class_vector(weight, "weight", classes)
         input, weight = upcast(input, weight)
     else:
         (input,) = upcast(input)

@@ -253,6 +253,42 @@ def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None
     return torch.where(valid, target, torch.zeros_like(target)), valid
 
 
+def check_class_vector(vector: Tensor, name: str, classes: int) -> None:
+    """Refuse a per-class vector (class weights, per-class factors) that is not a
+    floating-point tensor of shape ``(C,)`` with non-negative entries (the sign is
+    checked for CPU tensors only).
+
+    Examples:
+        >>> check_class_vector(torch.ones(4), "weight", classes=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: weight must have shape (C,) = (3,), one value per class, got (4,)
+    """
+    check_floating(vector, name)
+    if vector.shape != (classes,):
+        raise ValueError(
+            f"{name} must have shape (C,) = ({classes},), one value per class, got {tuple(vector.shape)}"
+        )
+    if vector.device.type == "cpu" and vector.numel() and bool((vector < 0).any()):
+        raise ValueError(f"{name} must be non-negative, got {vector.min().item()}")
+
+
+def check_probabilities(tensor: Tensor, name: str = "target") -> None:
+    """Refuse a tensor that is not floating point or (for CPU tensors) holds values outside [0, 1].
+
+    Examples:
+        >>> check_probabilities(torch.tensor([0.0, 0.5, 1.5]))
+        Traceback (most recent call last):
+        ...
+        ValueError: target must hold probabilities in [0, 1], got 1.5
+    """
+    check_floating(tensor, name)
+    if tensor.device.type == "cpu" and tensor.numel():
+        wrong = (tensor < 0) | (tensor > 1)
+        if wrong.any():
+            raise ValueError(f"{name} must hold probabilities in [0, 1], got {tensor[wrong][0].item()}")
+
+
 def nn_module(name: str) -> Callable[[Callable], Callable]:
     """Mark a functional loss to get the ``nn.Module`` wrapper ``lossbook.nn.<name>``.
 
@@ -358,6 +394,8 @@ __all__ = [
     "check_sign_labels",
     "margin_loss",
     "class_indices",
+    "check_class_vector",
+    "check_probabilities",
     "nn_module",
     "FunctionalLoss",
     "functional_module",

@@ -497,9 +497,9 @@ def test_cross_entropy_refusals():
                cross_entropy, logits, torch.softmax(logits, 1), ignore_index=ignore_index)
     cross_entropy(logits, torch.softmax(logits, 1), ignore_index=None)  # accepted: nothing to ignore
     # class weights
-    raises(ValueError, r"weight must have shape \(C,\) = \(3,\), one weight per class, got \(4,\)",
+    raises(ValueError, r"weight must have shape \(C,\) = \(3,\), one value per class, got \(4,\)",
            cross_entropy, logits, labels, weight=torch.ones(4))
-    raises(ValueError, r"weight must have shape \(C,\) = \(3,\), one weight per class, got \(1, 3\)",
+    raises(ValueError, r"weight must have shape \(C,\) = \(3,\), one value per class, got \(1, 3\)",
            cross_entropy, logits, labels, weight=torch.ones(1, 3))
     raises(TypeError, "weight must be a floating-point tensor, got dtype torch.int64", cross_entropy, logits, labels,
            weight=torch.ones(3, dtype=torch.long))

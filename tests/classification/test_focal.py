@@ -338,9 +338,9 @@ def test_sigmoid_is_zero_at_a_perfect_prediction(target, gamma):
 def test_sigmoid_bad_input():
     check_bad_input(sigmoid_focal_loss)  # shapes, integer tensors, non-tensors, reduction
     x = torch.zeros(3)
-    with pytest.raises(ValueError, match=r"target must hold values in \[0, 1\], got 2.0"):
+    with pytest.raises(ValueError, match=r"target must hold probabilities in \[0, 1\], got 2.0"):
         sigmoid_focal_loss(x, torch.tensor([0.0, 1.0, 2.0]))
-    with pytest.raises(ValueError, match=r"target must hold values in \[0, 1\], got -1.0"):
+    with pytest.raises(ValueError, match=r"target must hold probabilities in \[0, 1\], got -1.0"):
         sigmoid_focal_loss(x, torch.tensor([-1.0, 1.0, 1.0]))  # labels in {-1, +1}
     with pytest.raises(ValueError, match="gamma must be a non-negative number, got -1.0"):
         sigmoid_focal_loss(x, torch.ones(3), gamma=-1.0)
@@ -370,9 +370,9 @@ def test_focal_bad_input():
         focal_loss(logits, target, gamma=-2.0)
     with pytest.raises(ValueError, match="alpha must be a non-negative number, got -0.25"):
         focal_loss(logits, target, alpha=-0.25)
-    with pytest.raises(ValueError, match=r"alpha must have shape \(C,\) = \(3,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"alpha must have shape \(C,\) = \(3,\), one value per class, got \(2,\)"):
         focal_loss(logits, target, alpha=torch.ones(2))
-    with pytest.raises(ValueError, match=r"weight must have shape \(C,\) = \(3,\), got \(3, 1\)"):
+    with pytest.raises(ValueError, match=r"weight must have shape \(C,\) = \(3,\), one value per class, got \(3, 1\)"):
         focal_loss(logits, target, weight=torch.ones(3, 1))
     with pytest.raises(TypeError, match="weight must be a floating-point tensor, got dtype torch.int64"):
         focal_loss(logits, target, weight=torch.ones(3, dtype=torch.long))

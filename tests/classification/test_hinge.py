@@ -375,7 +375,7 @@ SCORES, INDICES = torch.zeros(4, 3), torch.tensor([0, 1, 2, 1])
         (SCORES, INDICES, {"p": True}, ValueError, "p must be 1 or 2"),
         (SCORES, INDICES, {"mode": "ww"}, ValueError, "mode must be one of 'weston_watkins', 'crammer_singer'; got 'ww'"),
         (SCORES, INDICES, {"reduction": "avg"}, ValueError, "reduction must be one of 'none', 'mean', 'sum'; got 'avg'"),
-        (SCORES, INDICES, {"weight": torch.ones(2)}, ValueError, r"weight must have shape \(C,\) = \(3,\), one weight per class; got \(2,\)"),
+        (SCORES, INDICES, {"weight": torch.ones(2)}, ValueError, r"weight must have shape \(C,\) = \(3,\), one value per class, got \(2,\)"),
         (SCORES, INDICES, {"weight": torch.ones(3, dtype=torch.long)}, TypeError, "weight must be a floating-point tensor"),
         (SCORES, INDICES, {"weight": torch.tensor([1.0, -1.0, 1.0])}, ValueError, "weight must be non-negative, got -1.0"),
     ],

@@ -190,3 +190,21 @@ def test_class_indices_refusals():
         class_indices(scores, torch.zeros(4, 1, dtype=torch.long))
     with pytest.raises(ValueError, match=r"input must have shape \(N, C, \*\), got \(3,\)"):
         class_indices(torch.zeros(3), torch.tensor(1))
+
+
+def test_check_class_vector_and_probabilities():
+    from lossbook import check_class_vector, check_probabilities
+
+    check_class_vector(torch.tensor([0.0, 1.0, 2.0]), "weight", classes=3)
+    with pytest.raises(ValueError, match=r"alpha must have shape \(C,\) = \(2,\), one value per class, got \(3,\)"):
+        check_class_vector(torch.ones(3), "alpha", classes=2)
+    with pytest.raises(ValueError, match="weight must be non-negative, got -1.0"):
+        check_class_vector(torch.tensor([1.0, -1.0]), "weight", classes=2)
+    with pytest.raises(TypeError, match="weight must be a floating-point tensor, got dtype torch.int64"):
+        check_class_vector(torch.ones(2, dtype=torch.long), "weight", classes=2)
+    check_probabilities(torch.tensor([0.0, 0.25, 1.0]))
+    check_probabilities(torch.empty(0))
+    with pytest.raises(ValueError, match=r"scores must hold probabilities in \[0, 1\], got -0.5"):
+        check_probabilities(torch.tensor([0.5, -0.5]), "scores")
+    with pytest.raises(TypeError, match="target must be a floating-point tensor"):
+        check_probabilities(torch.tensor([0, 1]))
