@@ -47,6 +47,18 @@ from lossbook.conventions.anatomy import (
     FunctionalLoss,
     functional_module,
 )
+from lossbook.detection.dr_loss import (
+    dr_loss,
+)
+from lossbook.detection.iou import (
+    iou_loss,
+    giou_loss,
+    diou_loss,
+    ciou_loss,
+)
+from lossbook.detection.quality_focal import (
+    quality_focal_loss,
+)
 from lossbook.regression.charbonnier import (
     charbonnier_loss,
 )
@@ -81,15 +93,20 @@ __all__ = [
     "check_reduction",
     "check_same_shape",
     "check_sign_labels",
+    "ciou_loss",
     "class_indices",
     "compute_dtype",
     "cross_entropy",
+    "diou_loss",
     "distillation_loss",
+    "dr_loss",
     "exponential_loss",
     "focal_loss",
     "functional_module",
+    "giou_loss",
     "hinge_loss",
     "huber_loss",
+    "iou_loss",
     "kl_div",
     "l1_loss",
     "log_cosh_loss",
@@ -98,6 +115,7 @@ __all__ = [
     "mse_loss",
     "multiclass_hinge_loss",
     "nn_module",
+    "quality_focal_loss",
     "quantile_loss",
     "reduce_loss",
     "residual_loss",

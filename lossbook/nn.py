@@ -15,6 +15,9 @@ from lossbook.classification.focal import focal_loss, sigmoid_focal_loss
 from lossbook.classification.hinge import hinge_loss, multiclass_hinge_loss
 from lossbook.classification.kl_divergence import kl_div, distillation_loss
 from lossbook.classification.logistic import logistic_loss
+from lossbook.detection.dr_loss import dr_loss
+from lossbook.detection.iou import iou_loss, giou_loss, diou_loss, ciou_loss
+from lossbook.detection.quality_focal import quality_focal_loss
 from lossbook.regression.charbonnier import charbonnier_loss
 from lossbook.regression.huber import smooth_l1_loss, huber_loss
 from lossbook.regression.l1_l2 import l1_loss, mse_loss
@@ -31,6 +34,12 @@ MultiClassHingeLoss = functional_module(multiclass_hinge_loss, "MultiClassHingeL
 KLDivLoss = functional_module(kl_div, "KLDivLoss")
 DistillationLoss = functional_module(distillation_loss, "DistillationLoss")
 LogisticLoss = functional_module(logistic_loss, "LogisticLoss")
+DRLoss = functional_module(dr_loss, "DRLoss")
+IoULoss = functional_module(iou_loss, "IoULoss")
+GIoULoss = functional_module(giou_loss, "GIoULoss")
+DIoULoss = functional_module(diou_loss, "DIoULoss")
+CIoULoss = functional_module(ciou_loss, "CIoULoss")
+QualityFocalLoss = functional_module(quality_focal_loss, "QualityFocalLoss")
 CharbonnierLoss = functional_module(charbonnier_loss, "CharbonnierLoss")
 SmoothL1Loss = functional_module(smooth_l1_loss, "SmoothL1Loss")
 HuberLoss = functional_module(huber_loss, "HuberLoss")
@@ -41,19 +50,25 @@ QuantileLoss = functional_module(quantile_loss, "QuantileLoss")
 
 __all__ = [
     "BCEWithLogitsLoss",
+    "CIoULoss",
     "CharbonnierLoss",
     "CrossEntropyLoss",
+    "DIoULoss",
+    "DRLoss",
     "DistillationLoss",
     "ExponentialLoss",
     "FocalLoss",
+    "GIoULoss",
     "HingeLoss",
     "HuberLoss",
+    "IoULoss",
     "KLDivLoss",
     "L1Loss",
     "LogCoshLoss",
     "LogisticLoss",
     "MSELoss",
     "MultiClassHingeLoss",
+    "QualityFocalLoss",
     "QuantileLoss",
     "SigmoidFocalLoss",
     "SmoothL1Loss",

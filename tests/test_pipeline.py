@@ -29,6 +29,9 @@ CATALOGUE = {
     "classification/exponential": ["exponential_loss"],
     "classification/kl_divergence": ["kl_div", "distillation_loss"],
     "classification/focal": ["focal_loss", "sigmoid_focal_loss"],
+    "detection/iou": ["iou_loss", "giou_loss", "diou_loss", "ciou_loss"],
+    "detection/quality_focal": ["quality_focal_loss"],
+    "detection/dr_loss": ["dr_loss"],
 }
 
 

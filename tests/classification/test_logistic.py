@@ -152,7 +152,8 @@ def test_limits_of_large_margins(size):
 def test_decreasing_in_the_margin(margins):
     ordered = torch.from_numpy(np.sort(margins))
     loss = logistic_loss(ordered, torch.ones_like(ordered), reduction="none")
-    assert (loss[1:] <= loss[:-1]).all()
+    # non-increasing up to rounding: margins one ulp apart may round to losses one ulp apart
+    assert (loss[1:] <= loss[:-1] * (1 + 4 * torch.finfo(torch.float64).eps)).all()
 
 
 def test_zero_score_costs_log_two():
