@@ -35,18 +35,21 @@ $(MATHJAX_JS):
 	mkdir -p .vendor/static/mathjax
 	cd .vendor/npm/node_modules/mathjax/es5 && cp -r tex-chtml.js input output ui a11y adaptors sre $(CURDIR)/.vendor/static/mathjax/
 
-# Write lossbook/ from the chapters' export cells.
+# Write lossbook/ from the chapters' export cells, then the catalogue and API pages from lossbook/.
 export: venv
 	$(BIN)/python tools/export.py
+	$(BIN)/python tools/catalogue.py
 
 # After editing a chapter: export, re-execute every chapter (or CHAPTERS=...), export again.
 sync: venv
 	$(BIN)/python tools/export.py
 	$(BIN)/python tools/notebooks.py execute $(CHAPTERS)
 	$(BIN)/python tools/export.py
+	$(BIN)/python tools/catalogue.py
 
 book: venv $(MATHJAX_JS)
 	$(BIN)/python tools/export.py
+	$(BIN)/python tools/catalogue.py
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html/index.html"
 

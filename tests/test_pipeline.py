@@ -13,6 +13,7 @@ import lossbook.nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+import catalogue  # noqa: E402
 import export  # noqa: E402
 import notebooks  # noqa: E402
 
@@ -37,6 +38,16 @@ CATALOGUE = {
 
 def test_export_reproduces_the_package():
     assert export.main(["--check"]) == 0, "lossbook/ differs from the book: run `make sync`"
+
+
+def test_catalogue_and_api_pages_are_generated_from_the_package():
+    assert catalogue.main(["--check"]) == 0, "book/catalogue.md or book/api.md is stale: run `make export`"
+
+
+def test_every_loss_names_its_oracle():
+    for name, function in public_functions():
+        if hasattr(function, "nn_module_name"):
+            assert function.oracle, f"{name} names no oracle"
 
 
 def test_export_is_deterministic():

@@ -32,7 +32,7 @@ def _class_shaped(weight: Tensor, dims: int) -> Tensor:
     return weight.reshape(1, -1, *([1] * (dims - 2)))
 
 
-@nn_module("CrossEntropyLoss")
+@nn_module("CrossEntropyLoss", oracle="torch.nn.functional.cross_entropy")
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -195,7 +195,7 @@ def _check_broadcasts_to(tensor: Tensor | None, input: Tensor, name: str) -> Non
         )
 
 
-@nn_module("BCEWithLogitsLoss")
+@nn_module("BCEWithLogitsLoss", oracle="torch.nn.functional.binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(
     input: Tensor,
     target: Tensor,

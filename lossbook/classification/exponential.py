@@ -10,7 +10,7 @@ def _exp_neg(margin: Tensor) -> Tensor:
     return torch.exp(-margin)
 
 
-@nn_module("ExponentialLoss")
+@nn_module("ExponentialLoss", oracle="NumPy float64 transcription")
 def exponential_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""Exponential loss of the margin, the loss AdaBoost minimizes.
 

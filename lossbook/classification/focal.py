@@ -18,7 +18,7 @@ from lossbook.conventions.anatomy import (
 )
 
 
-@nn_module("FocalLoss")
+@nn_module("FocalLoss", oracle="torch.nn.functional.cross_entropy (gamma = 0), properties in gamma")
 def focal_loss(
     input: Tensor,
     target: Tensor,
@@ -111,7 +111,7 @@ def focal_loss(
     return reduce_loss(loss, reduction, counted)
 
 
-@nn_module("SigmoidFocalLoss")
+@nn_module("SigmoidFocalLoss", oracle="torchvision.ops.sigmoid_focal_loss")
 def sigmoid_focal_loss(
     input: Tensor,
     target: Tensor,

@@ -17,7 +17,7 @@ from lossbook.conventions.anatomy import (
 MULTICLASS_HINGE_MODES = ("weston_watkins", "crammer_singer")
 
 
-@nn_module("HingeLoss")
+@nn_module("HingeLoss", oracle="sklearn.metrics.hinge_loss")
 def hinge_loss(
     input: Tensor, target: Tensor, *, margin: float = 1.0, squared: bool = False, reduction: str = "mean"
 ) -> Tensor:
@@ -75,7 +75,7 @@ def hinge_loss(
     return margin_loss(input, target, phi, reduction=reduction)
 
 
-@nn_module("MultiClassHingeLoss")
+@nn_module("MultiClassHingeLoss", oracle="torch.nn.functional.multi_margin_loss (Weston-Watkins), sklearn.metrics.hinge_loss (Crammer-Singer)")
 def multiclass_hinge_loss(
     input: Tensor,
     target: Tensor,

@@ -25,7 +25,7 @@ def _reduce_kl(loss: Tensor, reduction: str, batch_size: int) -> Tensor:
     return reduce_loss(loss, reduction)
 
 
-@nn_module("KLDivLoss")
+@nn_module("KLDivLoss", oracle="torch.nn.functional.kl_div, scipy.special.rel_entr")
 def kl_div(input: Tensor, target: Tensor, *, log_target: bool = False, reduction: str = "batchmean") -> Tensor:
     r"""Kullback-Leibler divergence :math:`\operatorname{KL}(p \,\|\, q)` of a target ``p`` from a model ``q``.
 
@@ -110,7 +110,7 @@ def kl_div(input: Tensor, target: Tensor, *, log_target: bool = False, reduction
     return _reduce_kl(loss, reduction, input.shape[0] if input.dim() else 1)
 
 
-@nn_module("DistillationLoss")
+@nn_module("DistillationLoss", oracle="NumPy float64 transcription")
 def distillation_loss(
     student_logits: Tensor, teacher_logits: Tensor, *, temperature: float, reduction: str = "batchmean"
 ) -> Tensor:

@@ -13,7 +13,7 @@ def _softplus_of_negative(margin: Tensor) -> Tensor:
     return torch.logaddexp(-margin, margin.new_zeros(()))
 
 
-@nn_module("LogisticLoss")
+@nn_module("LogisticLoss", oracle="torch.nn.functional.soft_margin_loss")
 def logistic_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""Logistic loss of scores (logits) against labels in {-1, +1}.
 

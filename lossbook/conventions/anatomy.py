@@ -289,22 +289,25 @@ def check_probabilities(tensor: Tensor, name: str = "target") -> None:
             raise ValueError(f"{name} must hold probabilities in [0, 1], got {tensor[wrong][0].item()}")
 
 
-def nn_module(name: str) -> Callable[[Callable], Callable]:
+def nn_module(name: str, *, oracle: str) -> Callable[[Callable], Callable]:
     """Mark a functional loss to get the ``nn.Module`` wrapper ``lossbook.nn.<name>``.
 
-    The decorator returns the function unchanged but for the attribute
-    ``nn_module_name``; ``tools/export.py`` reads it and generates ``lossbook/nn.py``.
+    ``oracle`` names the independent implementation the tests compare the loss with;
+    the book's catalogue page lists it. The decorator returns the function unchanged
+    but for the attributes ``nn_module_name`` and ``oracle``; ``tools/export.py`` reads
+    the name and generates ``lossbook/nn.py``.
 
     Examples:
-        >>> @nn_module("DoubledL1Loss")
+        >>> @nn_module("DoubledL1Loss", oracle="2 * torch.nn.functional.l1_loss")
         ... def doubled_l1_loss(input, target, *, reduction="mean"):
         ...     return residual_loss(input, target, lambda r: 2 * r.abs(), reduction=reduction)
-        >>> doubled_l1_loss.nn_module_name
-        'DoubledL1Loss'
+        >>> doubled_l1_loss.nn_module_name, doubled_l1_loss.oracle
+        ('DoubledL1Loss', '2 * torch.nn.functional.l1_loss')
     """
 
     def mark(function: Callable) -> Callable:
         function.nn_module_name = name
+        function.oracle = oracle
         return function
 
     return mark

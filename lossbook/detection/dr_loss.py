@@ -32,7 +32,7 @@ def _robust_expectation(values: Tensor, scores: Tensor, mask: Tensor, temperatur
     return (q * values).sum(-1)
 
 
-@nn_module("DRLoss")
+@nn_module("DRLoss", oracle="NumPy transcription of the official SigmoidDRLoss")
 def dr_loss(
     input: Tensor,
     target: Tensor,

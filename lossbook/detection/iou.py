@@ -68,7 +68,7 @@ def _paired_boxes(input: Tensor, target: Tensor, eps: float, reduction: str) -> 
     )
 
 
-@nn_module("IoULoss")
+@nn_module("IoULoss", oracle="torchvision.ops.box_iou")
 def iou_loss(
     input: Tensor, target: Tensor, *, mode: str = "linear", eps: float = 1e-7, reduction: str = "mean"
 ) -> Tensor:
@@ -113,7 +113,7 @@ def iou_loss(
     return reduce_loss(-boxes.iou.clamp(min=eps).log(), reduction)
 
 
-@nn_module("GIoULoss")
+@nn_module("GIoULoss", oracle="torchvision.ops.generalized_box_iou_loss")
 def giou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Generalized IoU loss of paired boxes.
 
@@ -148,7 +148,7 @@ def giou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
     return reduce_loss(1 - boxes.iou + penalty, reduction)
 
 
-@nn_module("DIoULoss")
+@nn_module("DIoULoss", oracle="torchvision.ops.distance_box_iou_loss")
 def diou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Distance IoU loss of paired boxes.
 
@@ -183,7 +183,7 @@ def diou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
     return reduce_loss(1 - boxes.iou + boxes.centre_distance2 / (boxes.diagonal2 + eps), reduction)
 
 
-@nn_module("CIoULoss")
+@nn_module("CIoULoss", oracle="torchvision.ops.complete_box_iou_loss")
 def ciou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Complete IoU loss of paired boxes: DIoU plus an aspect-ratio term.
 

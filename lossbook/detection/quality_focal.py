@@ -44,7 +44,7 @@ def _check_detection_targets(input: Tensor, labels: Tensor, scores: Tensor) -> N
             )
 
 
-@nn_module("QualityFocalLoss")
+@nn_module("QualityFocalLoss", oracle="NumPy transcription of the GFL paper")
 def quality_focal_loss(
     input: Tensor,
     labels: Tensor,

@@ -6,7 +6,7 @@ from torch import Tensor
 from lossbook.conventions.anatomy import check_positive, nn_module, residual_loss
 
 
-@nn_module("CharbonnierLoss")
+@nn_module("CharbonnierLoss", oracle="NumPy float64 transcription, scipy.special.pseudo_huber")
 def charbonnier_loss(
     input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: str = "mean"
 ) -> Tensor:

@@ -6,7 +6,7 @@ from torch import Tensor
 from lossbook.conventions.anatomy import check_positive, nn_module, residual_loss
 
 
-@nn_module("SmoothL1Loss")
+@nn_module("SmoothL1Loss", oracle="torch.nn.functional.smooth_l1_loss")
 def smooth_l1_loss(input: Tensor, target: Tensor, *, beta: float = 1.0, reduction: str = "mean") -> Tensor:
     r"""Smooth L1 loss: quadratic below ``beta``, absolute error minus ``beta / 2`` above.
 
@@ -60,7 +60,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, *, beta: float = 1.0, reductio
     return residual_loss(input, target, rho, reduction=reduction)
 
 
-@nn_module("HuberLoss")
+@nn_module("HuberLoss", oracle="torch.nn.functional.huber_loss")
 def huber_loss(input: Tensor, target: Tensor, *, delta: float = 1.0, reduction: str = "mean") -> Tensor:
     r"""Huber loss: half the squared error below ``delta``, ``delta`` times the absolute error above.
 

@@ -6,7 +6,7 @@ from torch import Tensor
 from lossbook.conventions.anatomy import nn_module, residual_loss
 
 
-@nn_module("L1Loss")
+@nn_module("L1Loss", oracle="torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error")
 def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""Mean absolute error, the L1 loss.
 
@@ -33,7 +33,7 @@ def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor
     return residual_loss(input, target, torch.abs, reduction=reduction)
 
 
-@nn_module("MSELoss")
+@nn_module("MSELoss", oracle="torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error")
 def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""Mean squared error, the (squared) L2 loss.
 

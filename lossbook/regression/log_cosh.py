@@ -21,7 +21,7 @@ def _log_cosh(r: Tensor) -> Tensor:
     return torch.where(near, -0.5 * torch.log1p(-t * t), a + F.softplus(-2.0 * a) - _LOG_2)
 
 
-@nn_module("LogCoshLoss")
+@nn_module("LogCoshLoss", oracle="NumPy float64 (numpy.logaddexp)")
 def log_cosh_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     r"""Log-cosh loss: quadratic near zero, linear far out, smooth everywhere.
 

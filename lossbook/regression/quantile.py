@@ -43,7 +43,7 @@ def _quantile_levels(q: float | Sequence[float] | Tensor) -> Tensor:
     return levels
 
 
-@nn_module("QuantileLoss")
+@nn_module("QuantileLoss", oracle="sklearn.metrics.mean_pinball_loss")
 def quantile_loss(
     input: Tensor,
     target: Tensor,
