@@ -1,16 +1,11 @@
 """The book builds with warnings as errors, and the HTML needs no network."""
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-MATHJAX = ROOT / ".vendor" / "static" / "mathjax" / "tex-chtml.js"
 
 
 def toc_files() -> list[str]:
@@ -21,19 +16,7 @@ def toc_files() -> list[str]:
     return files
 
 
-@pytest.fixture(scope="module")
-def html(tmp_path_factory) -> Path:
-    if not MATHJAX.exists():
-        pytest.fail("MathJax is not vendored: run the tests through `make test`")
-    output = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [str(jupyter_book), "build", str(ROOT), "--path-output", str(output),
-               "--builder", "html", "--warningiserror", "--nitpick", "--keep-going"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    warnings = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
-    assert result.returncode == 0 and not warnings, "\n".join(warnings) or result.stdout[-3000:]
-    yield output / "_build" / "html"
-    shutil.rmtree(output, ignore_errors=True)
+# The `html` fixture (the book built once per run) is in conftest.py.
 
 
 def test_every_toc_entry_has_a_page(html):
