@@ -16,7 +16,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 MATHJAX := mathjax@3.2.2
 MATHJAX_JS := .vendor/static/mathjax/tex-chtml.js
 
-.PHONY: venv export sync book test lab bench clean
+.PHONY: venv export sync book test chromium lab bench clean
 
 venv: $(VENV)/.installed
 
@@ -53,7 +53,15 @@ book: venv $(MATHJAX_JS)
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html/index.html"
 
-test: venv $(MATHJAX_JS)
+# tests/test_browser.py drives Debian's Chromium; it fails (never skips) without one.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: install Debian's chromium package (sudo apt-get install chromium)"; fi; }
+
+test: venv $(MATHJAX_JS) chromium
 	$(BIN)/python -m pytest
 
 bench: venv
