@@ -16,7 +16,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 MATHJAX := mathjax@3.2.2
 MATHJAX_JS := .vendor/static/mathjax/tex-chtml.js
 
-.PHONY: venv export sync book test chromium lab bench clean
+.PHONY: venv export sync book serve test chromium lab bench clean
 
 venv: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ book: venv $(MATHJAX_JS)
 	$(BIN)/python tools/catalogue.py
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html/index.html"
+
+# Preview the built book at http://127.0.0.1:8000 (PORT=... to change).
+PORT ?= 8000
+serve: book
+	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 # tests/test_browser.py drives Debian's Chromium; it fails (never skips) without one.
 chromium:

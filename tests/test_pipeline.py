@@ -63,6 +63,11 @@ def test_every_notebook_matches_its_chapter():
     assert notebooks.check() == []
 
 
+def test_every_chapter_cites_its_sources():
+    for source in export.chapters():
+        assert "{cite}`" in source.read_text(), f"{source.relative_to(ROOT)} cites no paper"
+
+
 def test_mirror_layout():
     """book/X/Y.md -> lossbook/X/Y.py -> tests/X/test_Y.py."""
     for source in export.chapters():
