@@ -14,6 +14,7 @@ import argparse
 import inspect
 import re
 import sys
+from itertools import groupby
 from pathlib import Path
 
 import lossbook
@@ -73,6 +74,11 @@ def public_functions():
     )
 
 
+def by_part():
+    """(part, [functions]) in the order of the parts, for pages with a section per part."""
+    return [(part, [f for _, f in group]) for part, group in groupby(public_functions(), key=lambda item: item[0])]
+
+
 def render_catalogue() -> str:
     lines = [
         GENERATED,
@@ -85,25 +91,23 @@ def render_catalogue() -> str:
         "docstrings in full are in the {doc}`api`.",
         "",
     ]
-    current = None
-    for part, function in public_functions():
-        if part != current:
-            current = part
-            lines += ["", f"## {TASKS[part]}", ""]
-            if part == "conventions":
-                lines += ["| function | what it does | chapter |", "|---|---|---|"]
-            else:
-                lines += ["| function | what it is | module | tested against | chapter |", "|---|---|---|---|---|"]
-        document, title = chapter_of(function)
-        link = f"{{doc}}`{title} <{document}>`"
-        cell = f"`{short_signature(function)}`"
+    for part, functions in by_part():
+        lines += ["", f"## {TASKS[part]}", ""]
         if part == "conventions":
-            lines.append(f"| {cell} | {summary(function)} | {link} |")
+            lines += ["| function | what it does | chapter |", "|---|---|---|"]
         else:
-            module = getattr(function, "nn_module_name", None)
-            module_cell = f"`lossbook.nn.{module}`" if module else "-"
-            oracle = getattr(function, "oracle", None) or "-"
-            lines.append(f"| {cell} | {summary(function)} | {module_cell} | {oracle} | {link} |")
+            lines += ["| function | what it is | module | tested against | chapter |", "|---|---|---|---|---|"]
+        for function in functions:
+            document, title = chapter_of(function)
+            link = f"{{doc}}`{title} <{document}>`"
+            cell = f"`{short_signature(function)}`"
+            if part == "conventions":
+                lines.append(f"| {cell} | {summary(function)} | {link} |")
+            else:
+                module = getattr(function, "nn_module_name", None)
+                module_cell = f"`lossbook.nn.{module}`" if module else "-"
+                oracle = getattr(function, "oracle", None) or "-"
+                lines.append(f"| {cell} | {summary(function)} | {module_cell} | {oracle} | {link} |")
     return "\n".join(lines) + "\n"
 
 
@@ -116,12 +120,10 @@ def render_api() -> str:
         "Every public function of `lossbook`, with its docstring, grouped as the book is. Each",
         "loss also has an `nn.Module` form in `lossbook.nn` (see the {doc}`catalogue`).",
     ]
-    current = None
-    for part, function in public_functions():
-        if part != current:
-            current = part
-            lines += ["", f"## {TASKS[part]}", ""]
-        lines += ["```{eval-rst}", f".. autofunction:: lossbook.{function.__name__}", "```", ""]
+    for part, functions in by_part():
+        lines += ["", f"## {TASKS[part]}", ""]
+        for function in functions:
+            lines += ["```{eval-rst}", f".. autofunction:: lossbook.{function.__name__}", "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
