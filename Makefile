@@ -70,7 +70,7 @@ test: venv $(MATHJAX_JS) chromium
 	$(BIN)/python -m pytest
 
 bench: venv
-	$(BIN)/python benchmarks/regression.py
+	$(BIN)/python benchmarks/losses.py
 
 lab: venv
 	$(BIN)/python -m pip install --quiet -e ".[lab]"

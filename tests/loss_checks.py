@@ -136,7 +136,9 @@ def check_module(fn: Loss, device, pair=random_pair, **options) -> None:
     module_class = getattr(lossbook.nn, fn.nn_module_name)
     module = module_class(**options).to(device)
     input, target = pair((4, 3), device=device)
-    torch.testing.assert_close(module(input, target), fn(input, target, **options))
+    # The module moved its tensor options (class weights) with .to(device); the call needs them there too.
+    on_device = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in options.items()}
+    torch.testing.assert_close(module(input, target), fn(input, target, **on_device))
     assert module_class.__module__ == "lossbook.nn"
     assert fn.__name__ in module_class.__doc__
     with pytest.raises(TypeError, match="unknown option"):

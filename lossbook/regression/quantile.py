@@ -34,7 +34,7 @@ def _quantile_levels(q: float | Sequence[float] | Tensor) -> Tensor:
         raise ValueError(f"q must be {_Q_KINDS}, got a tensor of shape {tuple(levels.shape)}")
     if levels.numel() == 0:
         raise ValueError("q must hold at least one quantile level, got an empty tensor")
-    # One host sync when q is a CUDA tensor; none for a Python float or list or a CPU tensor.
+    # Reading the levels syncs with the GPU only when q is itself a CUDA tensor.
     if not bool(((levels > 0) & (levels < 1)).all()):
         raise ValueError(
             f"q must lie in the open interval (0, 1), 0 and 1 excluded (a fraction, 0.9, "
@@ -127,7 +127,10 @@ def quantile_loss(
     else:
         check_same_shape(input, target)
     input, target = upcast(input, target)
-    levels = levels.to(device=input.device, dtype=input.dtype)
+    if levels.dim() == 0 and levels.device.type == "cpu":
+        levels = levels.item()  # one level as a Python number: copying it to the GPU would sync
+    else:
+        levels = levels.to(device=input.device, dtype=input.dtype)
     residual = target - input
     loss = levels * torch.relu(residual) + (1 - levels) * torch.relu(-residual)
     return reduce_loss(loss, reduction)
