@@ -49,3 +49,54 @@ def test_equation_numbers_are_typeset(html):
     for page in html.rglob("*.html"):
         for block in re.findall(r'<div class="math[^"]*"[^>]*>(.*?)</div>', page.read_text(), re.S):
             assert not ("\\begin{split}" in block and "\\tag" in block), f"{page.name}: {block[:120]}"
+
+
+def repository() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+
+
+def chapter_pages() -> list[str]:
+    """Toc entries that are chapters: a .md source paired with the .ipynb the page is built from."""
+    return [name for name in toc_files() if (ROOT / f"{name}.ipynb").exists()]
+
+
+def test_chapters_launch_in_colab_and_binder(html):
+    """Each chapter links Colab and Binder to its own .ipynb in the repository (which exists)."""
+    org_repo = repository()["url"].removeprefix("https://github.com/")
+    branch = repository()["branch"]
+    for name in chapter_pages():
+        page = (html / f"{name}.html").read_text()
+        notebook = f"{name}.ipynb"
+        assert f'href="https://colab.research.google.com/github/{org_repo}/blob/{branch}/{notebook}"' in page, name
+        assert f'href="https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{notebook}"' in page, name
+
+
+def test_chapters_offer_their_notebook_and_markdown_source(html):
+    for name in chapter_pages():
+        page = (html / f"{name}.html").read_text()
+        depth = "../" * name.count("/")
+        for suffix in (".ipynb", ".md"):
+            assert f'href="{depth}_sources/{name}{suffix}"' in page, (name, suffix)
+        assert (html / "_sources" / f"{name}.md").read_bytes() == (ROOT / f"{name}.md").read_bytes()
+        assert (html / "_sources" / f"{name}.ipynb").read_bytes() == (ROOT / f"{name}.ipynb").read_bytes()
+
+
+def test_chapter_summaries_link_the_api_reference(html):
+    """Every public function a chapter defines, and its nn module, links to its API entry."""
+    import lossbook  # noqa: F401  (the chapters' modules, by the name of their chapter)
+    import importlib
+    import inspect
+
+    for name in chapter_pages():
+        part, chapter = name.split("/")[1:]
+        module = importlib.import_module(f"lossbook.{part}.{chapter}")
+        page = (html / f"{name}.html").read_text()
+        for public in module.__all__:
+            obj = getattr(module, public)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            assert f'href="../api.html#lossbook.{public}"' in page, (name, public)
+            if hasattr(obj, "nn_module_name"):
+                assert f'href="../api.html#lossbook.nn.{obj.nn_module_name}"' in page, (name, obj.nn_module_name)
+        api = (html / "book" / "api.html").read_text()
+        assert all(f'id="lossbook.{public}"' in api for public in module.__all__ if callable(getattr(module, public)))

@@ -135,3 +135,47 @@ def test_package_needs_torch_only():
 def test_package_works_on_the_device(device):
     input = torch.randn(5, device=device)
     assert lossbook.nn.MSELoss()(input, torch.zeros(5, device=device)).device == input.device
+
+
+def test_binder_installs_what_the_chapters_import():
+    """binder/requirements.txt installs lossbook with extras that cover every chapter's imports."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    import jupytext
+
+    requirements = [line.strip() for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    extras = {extra for line in requirements for extra in re.findall(r"^-e \.\[([\w,]+)\]$", line)[0].split(",")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = project["optional-dependencies"]
+
+    def normalized(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    def distributions(extra: str) -> set[str]:
+        names = set()
+        for requirement in optional[extra]:
+            name = normalized(re.match(r"[\w.-]+", requirement).group(0))
+            nested = re.search(r"\[(\w+)\]", requirement)
+            names |= distributions(nested.group(1)) if name == "lossbook" else {name}
+        return names
+
+    installed = {normalized(re.match(r"[\w.-]+", r).group(0)) for r in project["dependencies"]}
+    for extra in extras:
+        installed |= distributions(extra)
+    module_owner = importlib.metadata.packages_distributions()
+    for chapter in export.chapters():
+        for cell in jupytext.read(chapter).cells:
+            if cell.cell_type != "code":
+                continue
+            source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(source)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                for top in {name.split(".")[0] for name in names}:
+                    if top in sys.stdlib_module_names or top == "lossbook":
+                        continue
+                    owners = {normalized(owner) for owner in module_owner.get(top, [top])}
+                    assert owners & installed, f"{chapter.name} imports {top}, which binder/requirements.txt does not install"

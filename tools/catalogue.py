@@ -44,6 +44,9 @@ def short_signature(function) -> str:
             star = True
             parts.append(f"*{parameter.name}")
             continue
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            parts.append(f"**{parameter.name}")
+            continue
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY and not star:
             parts.append("*")
             star = True
@@ -64,9 +67,9 @@ def summary(obj) -> str:
 
 
 def public_functions():
-    """(part, function) for every public function, in the order of the parts and chapters."""
+    """(part, object) for every public function and class, in the order of the parts and chapters."""
     functions = [getattr(lossbook, name) for name in lossbook.__all__]
-    functions = [f for f in functions if inspect.isfunction(f)]
+    functions = [f for f in functions if inspect.isfunction(f) or inspect.isclass(f)]
     order = list(TASKS)
     return sorted(
         ((f.__module__.split(".")[1], f) for f in functions),
@@ -94,18 +97,19 @@ def render_catalogue() -> str:
     for part, functions in by_part():
         lines += ["", f"## {TASKS[part]}", ""]
         if part == "conventions":
-            lines += ["| function | what it does | chapter |", "|---|---|---|"]
+            lines += ["| name | what it does | chapter |", "|---|---|---|"]
         else:
             lines += ["| function | what it is | module | tested against | chapter |", "|---|---|---|---|---|"]
         for function in functions:
             document, title = chapter_of(function)
             link = f"{{doc}}`{title} <{document}>`"
-            cell = f"`{short_signature(function)}`"
+            role = "py:class" if inspect.isclass(function) else "py:func"
+            cell = f"{{{role}}}`{short_signature(function)} <lossbook.{function.__name__}>`"
             if part == "conventions":
                 lines.append(f"| {cell} | {summary(function)} | {link} |")
             else:
                 module = getattr(function, "nn_module_name", None)
-                module_cell = f"`lossbook.nn.{module}`" if module else "-"
+                module_cell = f"{{py:class}}`lossbook.nn.{module}`" if module else "-"
                 oracle = getattr(function, "oracle", None) or "-"
                 lines.append(f"| {cell} | {summary(function)} | {module_cell} | {oracle} | {link} |")
     return "\n".join(lines) + "\n"
@@ -117,13 +121,17 @@ def render_api() -> str:
         "(api)=",
         "# API reference",
         "",
-        "Every public function of `lossbook`, with its docstring, grouped as the book is. Each",
-        "loss also has an `nn.Module` form in `lossbook.nn` (see the {doc}`catalogue`).",
+        "Every public function and class of `lossbook`, with its docstring, grouped as the book",
+        "is. Each loss is followed by its `nn.Module` form from `lossbook.nn`. The {doc}`catalogue`",
+        "lists them all on one page, with the implementation each is tested against.",
     ]
     for part, functions in by_part():
         lines += ["", f"## {TASKS[part]}", ""]
         for function in functions:
-            lines += ["```{eval-rst}", f".. autofunction:: lossbook.{function.__name__}", "```", ""]
+            directive = "autoclass" if inspect.isclass(function) else "autofunction"
+            lines += ["```{eval-rst}", f".. {directive}:: lossbook.{function.__name__}", "```", ""]
+            if getattr(function, "nn_module_name", None):
+                lines += ["```{eval-rst}", f".. autoclass:: lossbook.nn.{function.nn_module_name}", "```", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -6,6 +6,11 @@
 The ``.md`` is what authors edit; the ``.ipynb`` holds the outputs of one execution,
 which nbval re-checks and Jupyter Book publishes. ``check`` compares the cells (type,
 source and tags) of both, so an edit to a chapter that was not re-executed fails CI.
+
+The ``.ipynb`` also starts with one cell the ``.md`` does not have: the launch buttons
+open the notebook in Colab, where lossbook is not installed, so this cell installs it
+from the repository named in ``_config.yml`` when (and only when) it is missing. The
+page hides it (``remove-cell``).
 """
 
 from __future__ import annotations
@@ -18,23 +23,42 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import yaml
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export import BOOK, ROOT, chapters  # noqa: E402
 
 TIMEOUT_PER_CELL = 300
+SETUP_TAG = "lossbook-setup"
+
+
+def setup_cell() -> nbformat.NotebookNode:
+    """The first cell of every stored notebook: installs lossbook where it is missing."""
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    requirement = f"lossbook @ git+{repository['url']}@{repository['branch']}"
+    source = "\n".join([
+        "# Colab (or any kernel without lossbook): install it from the book's repository.",
+        "import importlib.util",
+        "",
+        'if importlib.util.find_spec("lossbook") is None:',
+        f'    get_ipython().run_line_magic("pip", "install --quiet \'{requirement}\'")',
+    ])
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell", SETUP_TAG]})
+    cell.id = "setup"
+    return cell
+
+
+def without_setup(cells: list) -> list:
+    return [cell for cell in cells if SETUP_TAG not in cell.metadata.get("tags", [])]
 
 
 def twin(source: Path) -> Path:
     return source.with_suffix(".ipynb")
 
 
-def cell_signature(notebook) -> list[tuple[str, str, tuple[str, ...]]]:
-    return [
-        (cell.cell_type, cell.source.strip("\n"), tuple(cell.metadata.get("tags", [])))
-        for cell in notebook.cells
-    ]
+def cell_signature(cells) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(cell.cell_type, cell.source.strip("\n"), tuple(cell.metadata.get("tags", []))) for cell in cells]
 
 
 def execute(source: Path) -> float:
@@ -42,6 +66,7 @@ def execute(source: Path) -> float:
     notebook = jupytext.read(source)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"cell-{index}"  # stable ids: re-executing changes only what changed
+    notebook.cells.insert(0, setup_cell())
     client = NotebookClient(
         notebook,
         timeout=TIMEOUT_PER_CELL,
@@ -65,8 +90,11 @@ def check() -> list[str]:
         if not notebook.exists():
             problems.append(f"{name}: no paired .ipynb (run `make sync`)")
             continue
-        if cell_signature(jupytext.read(source)) != cell_signature(nbformat.read(notebook, 4)):
+        stored = nbformat.read(notebook, 4).cells
+        if cell_signature(jupytext.read(source).cells) != cell_signature(without_setup(stored)):
             problems.append(f"{name}: its .ipynb holds other cells (run `make sync`)")
+        elif cell_signature(stored[:1]) != cell_signature([setup_cell()]):
+            problems.append(f"{name}: its .ipynb does not start with the current setup cell (run `make sync`)")
         elif any(
             cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None
             for cell in nbformat.read(notebook, 4).cells
