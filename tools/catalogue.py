@@ -82,18 +82,21 @@ def by_part():
     return [(part, [f for _, f in group]) for part, group in groupby(public_functions(), key=lambda item: item[0])]
 
 
+def page_header(label: str, title: str, *intro: str) -> list[str]:
+    """The lines every generated page starts with: the notice, its label, its title, its prose."""
+    return [GENERATED, f"({label})=", f"# {title}", "", *intro]
+
+
 def render_catalogue() -> str:
-    lines = [
-        GENERATED,
-        "(catalogue)=",
-        "# Catalogue",
-        "",
+    lines = page_header(
+        "catalogue",
+        "Catalogue",
         "Every public function of `lossbook`, generated from the package: its signature, what",
         "it is, the chapter that derives it, its `nn.Module` form, and the independent",
         "implementation the tests check it against (in float64, for every option). The",
         "docstrings in full are in the {doc}`api`.",
         "",
-    ]
+    )
     for part, functions in by_part():
         lines += ["", f"## {TASKS[part]}", ""]
         if part == "conventions":
@@ -116,15 +119,13 @@ def render_catalogue() -> str:
 
 
 def render_api() -> str:
-    lines = [
-        GENERATED,
-        "(api)=",
-        "# API reference",
-        "",
+    lines = page_header(
+        "api",
+        "API reference",
         "Every public function and class of `lossbook`, with its docstring, grouped as the book",
         "is. Each loss is followed by its `nn.Module` form from `lossbook.nn`. The {doc}`catalogue`",
         "lists them all on one page, with the implementation each is tested against.",
-    ]
+    )
     for part, functions in by_part():
         lines += ["", f"## {TASKS[part]}", ""]
         for function in functions:
