@@ -2,53 +2,54 @@
 
 """lossbook: the loss functions of the lossbook textbook, as a PyTorch package.
 
-Every public function is defined in a chapter of the book, listed here by part.
+The losses and metrics of every chapter, in the order of the book; their modules are
+in ``lossbook.nn`` (use it as ``lossbook.nn``: ``from lossbook import nn`` would shadow
+``torch.nn``). Helpers stay in their chapters' modules (``lossbook.conventions.anatomy``).
 """
 
+from lossbook._version import __version__
+from lossbook.conventions.anatomy import (
+    set_validate_args,
+    validate_args,
+)
+from lossbook.regression.l1_l2 import (
+    l1_loss,
+    mse_loss,
+)
+from lossbook.regression.huber import (
+    smooth_l1_loss,
+    huber_loss,
+)
+from lossbook.regression.charbonnier import (
+    charbonnier_loss,
+)
+from lossbook.regression.log_cosh import (
+    log_cosh_loss,
+)
+from lossbook.regression.quantile import (
+    quantile_loss,
+)
 from lossbook.classification.cross_entropy import (
     cross_entropy,
     binary_cross_entropy_with_logits,
 )
-from lossbook.classification.exponential import (
-    exponential_loss,
-)
-from lossbook.classification.focal import (
-    focal_loss,
-    sigmoid_focal_loss,
+from lossbook.classification.logistic import (
+    logistic_loss,
 )
 from lossbook.classification.hinge import (
-    MULTICLASS_HINGE_MODES,
     hinge_loss,
     multiclass_hinge_loss,
+)
+from lossbook.classification.exponential import (
+    exponential_loss,
 )
 from lossbook.classification.kl_divergence import (
     kl_div,
     distillation_loss,
 )
-from lossbook.classification.logistic import (
-    logistic_loss,
-)
-from lossbook.conventions.anatomy import (
-    REDUCTIONS,
-    check_reduction,
-    reduce_loss,
-    compute_dtype,
-    upcast,
-    check_floating,
-    check_same_shape,
-    check_positive,
-    residual_loss,
-    check_sign_labels,
-    margin_loss,
-    class_indices,
-    check_class_vector,
-    check_probabilities,
-    nn_module,
-    FunctionalLoss,
-    functional_module,
-)
-from lossbook.detection.dr_loss import (
-    dr_loss,
+from lossbook.classification.focal import (
+    focal_loss,
+    sigmoid_focal_loss,
 )
 from lossbook.detection.iou import (
     iou_loss,
@@ -59,67 +60,33 @@ from lossbook.detection.iou import (
 from lossbook.detection.quality_focal import (
     quality_focal_loss,
 )
-from lossbook.regression.charbonnier import (
-    charbonnier_loss,
-)
-from lossbook.regression.huber import (
-    smooth_l1_loss,
-    huber_loss,
-)
-from lossbook.regression.l1_l2 import (
-    l1_loss,
-    mse_loss,
-)
-from lossbook.regression.log_cosh import (
-    log_cosh_loss,
-)
-from lossbook.regression.quantile import (
-    quantile_loss,
+from lossbook.detection.dr_loss import (
+    dr_loss,
 )
 from lossbook import nn
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "FunctionalLoss",
-    "MULTICLASS_HINGE_MODES",
-    "REDUCTIONS",
-    "binary_cross_entropy_with_logits",
-    "charbonnier_loss",
-    "check_class_vector",
-    "check_floating",
-    "check_positive",
-    "check_probabilities",
-    "check_reduction",
-    "check_same_shape",
-    "check_sign_labels",
-    "ciou_loss",
-    "class_indices",
-    "compute_dtype",
-    "cross_entropy",
-    "diou_loss",
-    "distillation_loss",
-    "dr_loss",
-    "exponential_loss",
-    "focal_loss",
-    "functional_module",
-    "giou_loss",
-    "hinge_loss",
-    "huber_loss",
-    "iou_loss",
-    "kl_div",
     "l1_loss",
-    "log_cosh_loss",
-    "logistic_loss",
-    "margin_loss",
     "mse_loss",
-    "multiclass_hinge_loss",
-    "nn_module",
-    "quality_focal_loss",
-    "quantile_loss",
-    "reduce_loss",
-    "residual_loss",
-    "sigmoid_focal_loss",
     "smooth_l1_loss",
-    "upcast",
+    "huber_loss",
+    "charbonnier_loss",
+    "log_cosh_loss",
+    "quantile_loss",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "logistic_loss",
+    "hinge_loss",
+    "multiclass_hinge_loss",
+    "exponential_loss",
+    "kl_div",
+    "distillation_loss",
+    "focal_loss",
+    "sigmoid_focal_loss",
+    "iou_loss",
+    "giou_loss",
+    "diou_loss",
+    "ciou_loss",
+    "quality_focal_loss",
+    "dr_loss",
 ]

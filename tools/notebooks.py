@@ -11,6 +11,14 @@ The ``.ipynb`` also starts with one cell the ``.md`` does not have: the launch b
 open the notebook in Colab, where lossbook is not installed, so this cell installs it
 from the repository named in ``_config.yml`` when (and only when) it is missing. The
 page hides it (``remove-cell``).
+
+The two files are twins, not a jupytext pair: neither the ``.md`` header nor the stored
+notebook's metadata names the other format (``jupytext.formats``). Paired, ``jupytext
+--sync`` (and a save in ``make lab``, whose contents manager writes every paired file)
+would copy the newer file's cells into the older one: the setup cell into the ``.md``, or
+the ``.md``'s cells, without the setup cell, into the stored notebook. Unpaired, each
+file is written by one hand only: the ``.md`` by its author, the ``.ipynb`` by
+``execute``. ``check`` refuses a pairing in either file and a setup cell in a ``.md``.
 """
 
 from __future__ import annotations
@@ -49,12 +57,42 @@ def setup_cell() -> nbformat.NotebookNode:
     return cell
 
 
+def is_setup(cell) -> bool:
+    return SETUP_TAG in cell.metadata.get("tags", [])
+
+
 def without_setup(cells: list) -> list:
-    return [cell for cell in cells if SETUP_TAG not in cell.metadata.get("tags", [])]
+    return [cell for cell in cells if not is_setup(cell)]
 
 
 def twin(source: Path) -> Path:
     return source.with_suffix(".ipynb")
+
+
+def pairing(notebook: nbformat.NotebookNode) -> str | None:
+    """The jupytext pairing a notebook (or a ``.md``'s header) declares, e.g. ``ipynb,md:myst``."""
+    return notebook.metadata.get("jupytext", {}).get("formats")
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def stored_notebook(source: Path) -> nbformat.NotebookNode:
+    """The notebook ``execute`` runs and stores for ``source``: the chapter's cells with
+    stable ids, after the setup cell, without any jupytext pairing (old ``.md`` headers
+    still carry ``formats: ipynb,md:myst``; the stored notebook never does)."""
+    notebook = jupytext.read(source)
+    if any(is_setup(cell) for cell in notebook.cells):
+        raise ValueError(f"{shown(source)} holds the notebook's setup cell (tag {SETUP_TAG}): delete it from the .md")
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"  # stable ids: re-executing changes only what changed
+    notebook.cells.insert(0, setup_cell())
+    metadata = notebook.metadata.get("jupytext", {})
+    metadata.pop("formats", None)
+    if not metadata:
+        notebook.metadata.pop("jupytext", None)
+    return notebook
 
 
 def cell_signature(cells) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -63,10 +101,7 @@ def cell_signature(cells) -> list[tuple[str, str, tuple[str, ...]]]:
 
 def execute(source: Path) -> float:
     """Run one chapter top to bottom on the CPU and write its twin; returns seconds."""
-    notebook = jupytext.read(source)
-    for index, cell in enumerate(notebook.cells):
-        cell.id = f"cell-{index}"  # stable ids: re-executing changes only what changed
-    notebook.cells.insert(0, setup_cell())
+    notebook = stored_notebook(source)
     client = NotebookClient(
         notebook,
         timeout=TIMEOUT_PER_CELL,
@@ -77,32 +112,51 @@ def execute(source: Path) -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
-    jupytext.write(notebook, twin(source), fmt="ipynb")
+    write_stored(notebook, source)
     return seconds
+
+
+def write_stored(notebook: nbformat.NotebookNode, source: Path) -> None:
+    """Write the stored notebook of ``source`` (a plain ``.ipynb``: no jupytext pairing)."""
+    if pairing(notebook):
+        raise ValueError(f"the stored notebook of {shown(source)} must not be paired: {pairing(notebook)}")
+    jupytext.write(notebook, twin(source), fmt="ipynb")
+
+
+def check_chapter(source: Path) -> list[str]:
+    """What is wrong with one chapter and its stored notebook (nothing: ``[]``)."""
+    notebook = twin(source)
+    if not notebook.exists():
+        return [f"{shown(source)}: no .ipynb (run `make sync`)"]
+    chapter = jupytext.read(source)
+    stored = nbformat.read(notebook, 4)
+    problems = []
+    if pairing(chapter):
+        problems.append(
+            f"{shown(source)}: its header pairs it with the notebook (`formats: {pairing(chapter)}` under "
+            "`jupytext:`), so `jupytext --sync` and `make lab` would rewrite one from the other: delete that line"
+        )
+    if any(is_setup(cell) for cell in chapter.cells):
+        problems.append(f"{shown(source)}: holds the notebook's setup cell (tag {SETUP_TAG}): delete that cell")
+    if pairing(stored):
+        problems.append(f"{shown(notebook)}: paired through its metadata (`jupytext.formats`) (run `make sync`)")
+    if cell_signature(without_setup(chapter.cells)) != cell_signature(without_setup(stored.cells)):
+        problems.append(f"{shown(source)}: its .ipynb holds other cells (run `make sync`)")
+    elif cell_signature(stored.cells[:1]) != cell_signature([setup_cell()]) or sum(map(is_setup, stored.cells)) != 1:
+        problems.append(f"{shown(source)}: its .ipynb does not start with the current setup cell (run `make sync`)")
+    elif any(cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None for cell in stored.cells):
+        problems.append(f"{shown(source)}: its .ipynb was not executed (run `make sync`)")
+    return problems
 
 
 def check() -> list[str]:
     problems = []
     sources = chapters()
     for source in sources:
-        notebook = twin(source)
-        name = source.relative_to(ROOT)
-        if not notebook.exists():
-            problems.append(f"{name}: no paired .ipynb (run `make sync`)")
-            continue
-        stored = nbformat.read(notebook, 4).cells
-        if cell_signature(jupytext.read(source).cells) != cell_signature(without_setup(stored)):
-            problems.append(f"{name}: its .ipynb holds other cells (run `make sync`)")
-        elif cell_signature(stored[:1]) != cell_signature([setup_cell()]):
-            problems.append(f"{name}: its .ipynb does not start with the current setup cell (run `make sync`)")
-        elif any(
-            cell.cell_type == "code" and cell.source.strip() and cell.execution_count is None
-            for cell in nbformat.read(notebook, 4).cells
-        ):
-            problems.append(f"{name}: its .ipynb was not executed (run `make sync`)")
+        problems += check_chapter(source)
     for notebook in sorted(BOOK.glob("*/*.ipynb")):
         if notebook.with_suffix(".md") not in sources:
-            problems.append(f"{notebook.relative_to(ROOT)}: no .md chapter for this notebook")
+            problems.append(f"{shown(notebook)}: no .md chapter for this notebook")
     return problems
 
 

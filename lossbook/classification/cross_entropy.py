@@ -11,10 +11,10 @@ from lossbook.conventions.anatomy import (
     check_reduction,
     check_same_shape,
     class_indices,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 
 def _check_classes(classes: int, input: Tensor) -> None:

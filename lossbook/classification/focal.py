@@ -12,10 +12,10 @@ from lossbook.conventions.anatomy import (
     check_reduction,
     check_same_shape,
     class_indices,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 
 @nn_module("FocalLoss", oracle="torch.nn.functional.cross_entropy (gamma = 0), properties in gamma")

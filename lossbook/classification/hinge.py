@@ -9,10 +9,10 @@ from lossbook.conventions.anatomy import (
     check_reduction,
     class_indices,
     margin_loss,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 MULTICLASS_HINGE_MODES = ("weston_watkins", "crammer_singer")
 

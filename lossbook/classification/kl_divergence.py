@@ -10,10 +10,10 @@ from lossbook.conventions.anatomy import (
     check_positive,
     check_reduction,
     check_same_shape,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 _KL_REDUCTIONS = ("none", "batchmean", "mean", "sum")
 

@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import margin_loss, nn_module
+from lossbook.conventions.anatomy import margin_loss
+from lossbook.conventions.modules import nn_module
 
 
 def _softplus_of_negative(margin: Tensor) -> Tensor:

@@ -10,10 +10,10 @@ from lossbook.conventions.anatomy import (
     check_floating,
     check_positive,
     check_reduction,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 __all__ = ["dr_loss"]
 

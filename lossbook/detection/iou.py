@@ -11,10 +11,10 @@ from lossbook.conventions.anatomy import (
     check_positive,
     check_reduction,
     check_same_shape,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 
 class _PairedBoxes(NamedTuple):

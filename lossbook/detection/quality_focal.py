@@ -9,10 +9,10 @@ from lossbook.conventions.anatomy import (
     check_positive,
     check_probabilities,
     check_reduction,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 
 def _check_detection_targets(input: Tensor, labels: Tensor, scores: Tensor) -> None:

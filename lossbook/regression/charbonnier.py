@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import check_positive, nn_module, residual_loss
+from lossbook.conventions.anatomy import check_positive, residual_loss
+from lossbook.conventions.modules import nn_module
 
 
 @nn_module("CharbonnierLoss", oracle="NumPy float64 transcription, scipy.special.pseudo_huber")

@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import check_positive, nn_module, residual_loss
+from lossbook.conventions.anatomy import check_positive, residual_loss
+from lossbook.conventions.modules import nn_module
 
 
 @nn_module("SmoothL1Loss", oracle="torch.nn.functional.smooth_l1_loss")

@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import nn_module, residual_loss
+from lossbook.conventions.anatomy import residual_loss
+from lossbook.conventions.modules import nn_module
 
 
 @nn_module("L1Loss", oracle="torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error")

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.conventions.anatomy import nn_module, residual_loss
+from lossbook.conventions.anatomy import residual_loss
+from lossbook.conventions.modules import nn_module
 
 _LOG_2 = math.log(2.0)
 

@@ -9,10 +9,10 @@ from lossbook.conventions.anatomy import (
     check_floating,
     check_reduction,
     check_same_shape,
-    nn_module,
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.modules import nn_module
 
 _Q_KINDS = "a float in (0, 1), a sequence of such floats or a 1-D tensor of them"
 

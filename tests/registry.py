@@ -1,0 +1,253 @@
+"""Every public loss, declared once: the function, its options, how to make its inputs.
+
+``tests/test_battery.py`` runs the whole battery of DESIGN section 5 over ``CASES``
+(bad input, reductions and the empty mean, gradcheck, half precision, devices, the
+module, torch.compile, vmap, torch.export, host syncs), and ``benchmarks/losses.py``
+times the same inputs. A new loss needs one ``Case`` here plus its oracle and property
+tests in ``tests/<part>/test_<chapter>.py``.
+
+An input maker is ``make(n, *, dtype, device, seed, extreme)``: ``n`` samples (rows,
+boxes, anchors; 0 gives the empty batch), floating tensors in ``dtype``, and with
+``extreme`` the largest values the loss must survive in half precision (logits of
++-50, residuals of 1e4, boxes at 4096).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+import lossbook
+
+
+@dataclass
+class Inputs:
+    """The tensors of one call, which of them take gradients, and the ``"none"`` shape."""
+
+    tensors: tuple[Tensor, ...]
+    differentiable: tuple[int, ...]
+    none_shape: tuple[int, ...]
+
+
+Maker = Callable[..., Inputs]
+CLASSES = 5
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _finish(tensors, dtype, device, differentiable, none_shape) -> Inputs:
+    moved = tuple(t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype) for t in tensors)
+    return Inputs(moved, differentiable, tuple(none_shape))
+
+
+def residuals(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, columns=3) -> Inputs:
+    """Predictions and targets ``(n, columns)``; ``extreme``: residuals up to 2e4."""
+    g = _generator(seed)
+    scale = 1e4 if extreme else 2.0
+    input, target = scale * torch.randn(n, columns, generator=g), scale * torch.randn(n, columns, generator=g)
+    if extreme and n:
+        input[0, 0], target[0, 0] = scale, -scale
+    return _finish((input, target), dtype, device, (0, 1), (n, columns))
+
+
+def sign_margins(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Scores ``(n, 3)`` and labels in {-1, +1} (floating); ``extreme``: margins of +-50."""
+    g = _generator(seed)
+    scores = (50.0 if extreme else 2.0) * torch.randn(n, 3, generator=g)
+    labels = 2.0 * torch.randint(0, 2, (n, 3), generator=g) - 1
+    return _finish((scores, labels), dtype, device, (0,), (n, 3))
+
+
+def binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Logits ``(n, 3)`` and 0/1 targets (floating); ``extreme``: logits of +-50."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, 3, generator=g)
+    return _finish((logits, torch.randint(0, 2, (n, 3), generator=g).double()), dtype, device, (0,), (n, 3))
+
+
+def soft_binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Logits ``(n, 3)`` and soft targets in (0, 1), both differentiable."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, 3, generator=g)
+    return _finish((logits, torch.rand(n, 3, generator=g) * 0.8 + 0.1), dtype, device, (0, 1), (n, 3))
+
+
+def class_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, ignore=False, spatial=()) -> Inputs:
+    """Logits ``(n, C, *spatial)`` and class indices ``(n, *spatial)`` (int64); ``ignore``
+    marks about a quarter of them -100; ``extreme``: logits of +-50."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, *spatial, generator=g)
+    target = torch.randint(0, CLASSES, (n, *spatial), generator=g)
+    if ignore:
+        target = torch.where(torch.rand(target.shape, generator=g) < 0.25, -100, target)
+        if n:
+            target.view(-1)[0] = 1  # at least one target counts
+    return _finish((logits, target), dtype, device, (0,), (n, *spatial))
+
+
+def class_probabilities(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Logits ``(n, C)`` and target distributions ``(n, C)``, both differentiable."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g)
+    target = torch.softmax(torch.randn(n, CLASSES, generator=g), dim=1)
+    return _finish((logits, target), dtype, device, (0, 1), (n,))
+
+
+def log_probabilities(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, log_target=False) -> Inputs:
+    """Log-probabilities ``(n, C)`` and target probabilities (or log-probabilities)."""
+    g = _generator(seed)
+    input = torch.log_softmax((20.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g), dim=1)
+    target = torch.log_softmax(torch.randn(n, CLASSES, generator=g), dim=1)
+    return _finish((input, target if log_target else target.exp()), dtype, device, (0, 1), (n, CLASSES))
+
+
+def two_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Student and teacher logits ``(n, C)``."""
+    g = _generator(seed)
+    scale = 50.0 if extreme else 2.0
+    student, teacher = scale * torch.randn(n, CLASSES, generator=g), scale * torch.randn(n, CLASSES, generator=g)
+    return _finish((student, teacher), dtype, device, (0, 1), (n,))
+
+
+def boxes(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Paired ``xyxy`` boxes ``(n, 4)`` that overlap partly; ``extreme``: coordinates up to 4096."""
+    g = _generator(seed)
+    size = 4096.0 if extreme else 10.0
+
+    def random_boxes(corner=None):
+        corner = torch.rand(n, 2, generator=g) * size if corner is None else corner
+        return torch.cat([corner, corner + size / 8 + torch.rand(n, 2, generator=g) * size / 4], dim=1)
+
+    input = random_boxes()
+    target = random_boxes(input[:, :2] + torch.randn(n, 2, generator=g) * size / 16)
+    return _finish((input, target), dtype, device, (0, 1), (n,))
+
+
+def dense_detection(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Logits ``(n, C)``, labels ``(n,)`` in ``0..C`` (``C`` = background), IoU scores ``(n,)``."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g)
+    labels = torch.where(torch.rand(n, generator=g) < 0.5, torch.randint(0, CLASSES, (n,), generator=g), CLASSES)
+    return _finish((logits, labels, torch.rand(n, generator=g)), dtype, device, (0,), (n, CLASSES))
+
+
+def ranking_labels(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+    """Logits ``(n, C)`` and labels ``(n,)``: ``1..C`` foreground, 0 background, -1 ignored."""
+    g = _generator(seed)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g)
+    labels = torch.randint(-1, CLASSES + 1, (n,), generator=g)
+    return _finish((logits, labels), dtype, device, (0,), ())
+
+
+@dataclass
+class Case:
+    """One loss with one set of options, and what the battery needs to know about it."""
+
+    fn: Callable[..., Tensor]
+    make: Maker
+    options: dict = field(default_factory=dict)
+    label: str = ""
+    mean_of_none: bool = True  # "mean" is the plain average of the "none" output
+    half_rtol: float = 1e-5  # half inputs against float32 on the same rounded values
+    half_finite_grad: bool = True  # False where the gradient itself overflows float16
+    gradgrad: bool = True
+    bad_options: list[tuple[dict, type, str]] = field(default_factory=list)  # refused at call and construction
+
+    @property
+    def id(self) -> str:
+        return self.fn.__name__ + (f"[{self.label}]" if self.label else "")
+
+    def inputs(self, n=4, **kwargs) -> Inputs:
+        return self.make(n, **kwargs)
+
+    def options_on(self, device) -> dict:
+        return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.options.items()}
+
+
+def _with(maker: Maker, **bound) -> Maker:
+    def make(n, **kwargs):
+        return maker(n, **bound, **kwargs)
+
+    make.__name__ = maker.__name__
+    return make
+
+
+NEGATIVE = [({"reduction": "avg"}, ValueError, "reduction must be one of")]
+CLASS_WEIGHT = torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0], dtype=torch.float64)
+
+CASES: list[Case] = [
+    # Part I: regression
+    Case(lossbook.l1_loss, residuals),
+    Case(lossbook.mse_loss, residuals),
+    Case(lossbook.smooth_l1_loss, residuals, {"beta": 0.5}, "beta=0.5",
+         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number")]),
+    Case(lossbook.smooth_l1_loss, residuals, {"beta": 0.0}, "beta=0", gradgrad=False),
+    Case(lossbook.huber_loss, residuals, {"delta": 1.5}, "delta=1.5",
+         bad_options=[({"delta": 0.0}, ValueError, "delta must be a positive number")]),
+    Case(lossbook.charbonnier_loss, residuals, {"eps": 1e-3},
+         bad_options=[({"eps": -1.0}, ValueError, "eps must be a positive number")]),
+    Case(lossbook.log_cosh_loss, residuals),
+    Case(lossbook.quantile_loss, residuals, {"q": 0.9}, "q=0.9", gradgrad=False,
+         bad_options=[({"q": 1.5}, ValueError, "q must be")]),
+    Case(lossbook.quantile_loss, residuals, {"q": torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)}, "q=tensor",
+         gradgrad=False),
+    # Part II: classification
+    Case(lossbook.cross_entropy, class_logits),
+    Case(lossbook.cross_entropy, _with(class_logits, ignore=True, spatial=(2,)),
+         {"weight": CLASS_WEIGHT, "label_smoothing": 0.1}, "weighted,ignore,smoothing,spatial", mean_of_none=False,
+         bad_options=[({"label_smoothing": 1.5}, ValueError, "label_smoothing must be in")]),
+    Case(lossbook.cross_entropy, class_probabilities, {"label_smoothing": 0.2}, "probabilities"),
+    Case(lossbook.binary_cross_entropy_with_logits, binary_logits),
+    Case(lossbook.binary_cross_entropy_with_logits, soft_binary_logits,
+         {"pos_weight": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)}, "pos_weight,soft"),
+    Case(lossbook.logistic_loss, sign_margins),
+    Case(lossbook.hinge_loss, sign_margins, {"margin": 1.0}, gradgrad=False,
+         bad_options=[({"margin": -1.0}, ValueError, "margin must be a non-negative number")]),
+    Case(lossbook.hinge_loss, sign_margins, {"squared": True}, "squared", gradgrad=False),
+    Case(lossbook.multiclass_hinge_loss, class_logits, {}, "weston_watkins", gradgrad=False,
+         bad_options=[({"p": 3}, ValueError, "p must be 1 or 2"), ({"mode": "ovr"}, ValueError, "mode must be one of")]),
+    Case(lossbook.multiclass_hinge_loss, class_logits, {"mode": "crammer_singer", "p": 2}, "crammer_singer", gradgrad=False),
+    Case(lossbook.exponential_loss, sign_margins, half_finite_grad=False),
+    Case(lossbook.kl_div, log_probabilities, mean_of_none=True,
+         bad_options=[({"reduction": "avg"}, ValueError, "reduction must be one of")]),
+    Case(lossbook.kl_div, _with(log_probabilities, log_target=True), {"log_target": True}, "log_target"),
+    Case(lossbook.distillation_loss, two_logits, {"temperature": 2.0}, mean_of_none=False,
+         bad_options=[({"temperature": 0.0}, ValueError, "temperature must be a positive number")]),
+    Case(lossbook.focal_loss, class_logits, {"gamma": 2.0},
+         bad_options=[({"gamma": -1.0}, ValueError, "gamma must be a non-negative number")]),
+    Case(lossbook.focal_loss, _with(class_logits, ignore=True), {"gamma": 1.0, "alpha": CLASS_WEIGHT / 2, "weight": CLASS_WEIGHT},
+         "alpha,weight,ignore", mean_of_none=False),
+    Case(lossbook.sigmoid_focal_loss, binary_logits,
+         bad_options=[({"alpha": 2.0}, ValueError, "alpha must be in")]),
+    Case(lossbook.sigmoid_focal_loss, soft_binary_logits, {"alpha": None, "gamma": 0.5}, "soft,gamma=0.5"),
+    # Part III: detection
+    Case(lossbook.iou_loss, boxes, {}, "linear", gradgrad=False,
+         bad_options=[({"mode": "square"}, ValueError, "mode must be")]),
+    Case(lossbook.iou_loss, boxes, {"mode": "log"}, "log", gradgrad=False),
+    Case(lossbook.giou_loss, boxes, gradgrad=False, bad_options=[({"eps": -1.0}, ValueError, "eps must be")]),
+    Case(lossbook.diou_loss, boxes, gradgrad=False),
+    Case(lossbook.ciou_loss, boxes, gradgrad=False),
+    Case(lossbook.quality_focal_loss, dense_detection, {"beta": 2.0},
+         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number")]),
+    Case(lossbook.dr_loss, ranking_labels, {}, mean_of_none=False, gradgrad=False,
+         bad_options=[({"tau": 0.0}, ValueError, "tau must be a positive number")]),
+]
+
+
+def case_ids(cases=CASES) -> list[str]:
+    return [case.id for case in cases]
+
+
+def first_case_of_each_loss(cases=CASES) -> list[Case]:
+    seen, first = set(), []
+    for case in cases:
+        if case.fn not in seen:
+            seen.add(case.fn)
+            first.append(case)
+    return first
+

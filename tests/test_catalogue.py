@@ -1,0 +1,184 @@
+"""tools/catalogue.py: the catalogue and API pages follow _toc.yml and the package, whatever it holds."""
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import catalogue  # noqa: E402
+
+TOC = """\
+format: jb-book
+root: book/intro
+parts:
+  - caption: Conventions
+    chapters:
+      - file: book/conventions/anatomy
+  - caption: "Part IV: Metric learning"
+    chapters:
+      - file: book/metric_learning/embeddings
+      - file: book/metric_learning/center.md
+  - caption: Back matter
+    chapters:
+      - file: book/catalogue
+"""
+
+
+def defined_in(module: str, obj, **attributes):
+    obj.__module__ = module
+    for name, value in attributes.items():
+        setattr(obj, name, value)
+    return obj
+
+
+def contrastive_loss(x1, x2, target, *, eps=1e-07, margin=1.0):
+    """Contrastive loss."""
+
+
+def recall_at_k(embeddings, labels, *, k=1):
+    """Recall at k, a metric."""
+
+
+def pairwise_distances(x, y, *, eps=1e-12):
+    """A helper, importable from its chapter's module only."""
+
+
+class ContrastiveLoss:  # generated: lives in lossbook.nn, placed with its function
+    function = staticmethod(contrastive_loss)
+
+
+class CenterLoss:  # stateful, written in its chapter, with an oracle
+    oracle = "NumPy transcription"
+
+
+class OIMLoss:  # stateful, written in its chapter, without an oracle
+    pass
+
+
+@pytest.fixture
+def future_package(monkeypatch, tmp_path):
+    """The package as it is about to be: losses and metrics only in ``lossbook.__all__``,
+    helpers in their chapter's module, real and stateful classes in ``lossbook.nn``;
+    a new part (metric_learning) whose chapter ``oim`` is not in the toc yet."""
+    defined_in("lossbook.metric_learning.contrastive", contrastive_loss,
+               nn_module_name="ContrastiveLoss", oracle="NumPy; Siamese demo")
+    defined_in("lossbook.metric_learning.embeddings", recall_at_k)
+    defined_in("lossbook.metric_learning.embeddings", pairwise_distances)
+    defined_in("lossbook.nn", ContrastiveLoss)
+    defined_in("lossbook.metric_learning.center", CenterLoss)
+    defined_in("lossbook.metric_learning.oim", OIMLoss)
+    embeddings = types.ModuleType("lossbook.metric_learning.embeddings")
+    embeddings.recall_at_k, embeddings.pairwise_distances = recall_at_k, pairwise_distances
+    embeddings.__all__ = ["pairwise_distances", "recall_at_k"]
+    monkeypatch.setitem(sys.modules, embeddings.__name__, embeddings)
+    nn = types.ModuleType("lossbook.nn")
+    nn.ContrastiveLoss, nn.CenterLoss, nn.OIMLoss = ContrastiveLoss, CenterLoss, OIMLoss
+    nn.__all__ = ["CenterLoss", "ContrastiveLoss", "OIMLoss"]
+    package = types.ModuleType("lossbook")
+    package.nn, package.contrastive_loss, package.recall_at_k = nn, contrastive_loss, recall_at_k
+    package.__all__ = ["contrastive_loss", "recall_at_k"]
+    monkeypatch.setattr(catalogue, "lossbook", package)
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(TOC)
+    monkeypatch.setattr(catalogue, "TOC", toc)
+    monkeypatch.setattr(catalogue, "BOOK", tmp_path / "book")  # titles fall back to the document name
+    return package
+
+
+def test_parts_captions_and_order_come_from_the_toc(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(TOC)
+    assert catalogue.toc_parts(toc) == {
+        "conventions": ("Conventions", ["anatomy"]),
+        "metric_learning": ("Part IV: Metric learning", ["embeddings", "center"]),
+    }
+
+
+def test_the_real_toc_gives_the_parts_of_the_book():
+    parts = catalogue.toc_parts()
+    assert list(parts)[0] == "conventions"
+    assert parts["regression"][1][:2] == ["l1_l2", "huber"]
+    for part, (_, chapters) in parts.items():
+        for chapter in chapters:
+            assert (ROOT / "book" / part / f"{chapter}.md").exists()
+
+
+def test_a_new_part_needs_no_code_change(future_package):
+    rows = [(e.name, e.part, e.chapter) for e in catalogue.entries()]
+    assert rows == [  # toc order: embeddings, center; then oim, which the toc lacks yet
+        ("recall_at_k", "metric_learning", "embeddings"),
+        ("CenterLoss", "metric_learning", "center"),
+        ("contrastive_loss", "metric_learning", "contrastive"),
+        ("OIMLoss", "metric_learning", "oim"),
+    ]
+
+
+def test_a_chapter_missing_from_the_toc_is_listed_last_with_a_note(future_package, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(catalogue, "PAGES", {"catalogue": tmp_path / "c.md", "api": tmp_path / "a.md"})
+    assert catalogue.main([]) == 0
+    note = capsys.readouterr().err
+    assert "book/metric_learning/oim is not in _toc.yml" in note
+    assert "book/metric_learning/contrastive is not in _toc.yml" in note
+    assert "center" not in note
+    assert catalogue.main(["--check"]) == 0
+
+
+def test_catalogue_lines(future_package):
+    page = catalogue.render_catalogue()
+    assert "## Part IV: Metric learning" in page and "## Conventions" not in page  # no loss there
+    lines = page.splitlines()
+    row = next(line for line in lines if "contrastive_loss" in line)
+    assert row == (
+        "| {py:func}`contrastive_loss <lossbook.contrastive_loss>` "
+        "| {py:class}`ContrastiveLoss <lossbook.nn.ContrastiveLoss>` "
+        "| {doc}`metric_learning/contrastive <metric_learning/contrastive>` | NumPy; Siamese demo |"
+    )
+    assert next(line for line in lines if "recall_at_k" in line).count(" - |") == 2  # a metric: no module, no oracle
+    center = next(line for line in lines if "CenterLoss" in line)
+    assert center.startswith("| - | {py:class}`CenterLoss <lossbook.nn.CenterLoss>`")
+    assert center.endswith("| NumPy transcription |")
+    assert next(line for line in lines if "OIMLoss" in line).endswith("| - |")
+    assert "pairwise_distances" not in page  # helpers are not losses
+    assert "eps" not in page and "margin" not in page  # no signatures: the API page has them
+
+
+def test_api_documents_losses_their_modules_stateful_modules_and_helpers(future_package):
+    page = catalogue.render_api()
+    directives = [line for line in page.splitlines() if line.startswith(".. ")]
+    helpers = [d for d in directives if ":: lossbook.conventions.anatomy." in d]
+    assert ".. autofunction:: lossbook.conventions.anatomy.reduce_loss" in helpers  # out of lossbook.__all__
+    assert directives[len(helpers):] == [
+        ".. autofunction:: lossbook.recall_at_k",
+        ".. autoclass:: lossbook.nn.CenterLoss",
+        ".. autofunction:: lossbook.contrastive_loss",
+        ".. autoclass:: lossbook.nn.ContrastiveLoss",
+        ".. autoclass:: lossbook.nn.OIMLoss",
+        ".. autofunction:: lossbook.metric_learning.embeddings.pairwise_distances",
+    ]
+    assert page.index("## Conventions") < page.index("### Helpers") < page.index("## Part IV: Metric learning")
+
+
+def test_a_module_also_in_the_flat_namespace_is_listed_once(future_package):
+    future_package.CenterLoss = CenterLoss
+    future_package.__all__ = [*future_package.__all__, "CenterLoss"]
+    assert [e.name for e in catalogue.entries()].count("CenterLoss") == 1
+
+
+def test_todays_package():
+    """Helpers still in lossbook.__all__, generated modules: every function and module once."""
+    import lossbook
+    import lossbook.nn
+
+    found = catalogue.entries()
+    names = [e.name for e in found]
+    assert len(names) == len(set(names))
+    functions = [n for n in lossbook.__all__ if callable(getattr(lossbook, n))]
+    assert sorted(e.name for e in found if e.obj is not None) == sorted(functions)
+    assert {e.module.__name__ for e in found if e.module is not None} == set(lossbook.nn.__all__)
+    huber = next(e for e in found if e.name == "huber_loss")
+    assert (huber.module, huber.document) == (lossbook.nn.HuberLoss, "regression/huber")
+    order = list(catalogue.toc_parts())
+    assert [order.index(e.part) for e in found] == sorted(order.index(e.part) for e in found)
