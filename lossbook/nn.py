@@ -158,7 +158,12 @@ class QuantileLoss(LossModule):
     options = ('q', 'reduction')
     tensor_options = ('q',)
 
-    def __init__(self, *, q: float | Sequence[float] | Tensor = 0.5, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        q: float | Sequence[float] | Tensor = 0.5,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(q=q, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -177,11 +182,30 @@ class CrossEntropyLoss(LossModule):
     options = ('weight', 'ignore_index', 'label_smoothing', 'reduction')
     tensor_options = ('weight',)
 
-    def __init__(self, *, weight: Tensor | None = None, ignore_index: int | None = -100, label_smoothing: float = 0.0, reduction: str = 'mean') -> None:
-        super().__init__(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int | None = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            weight=weight,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, reduction=self.reduction)
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )
 
 
 class BCEWithLogitsLoss(LossModule):
@@ -196,11 +220,23 @@ class BCEWithLogitsLoss(LossModule):
     options = ('weight', 'pos_weight', 'reduction')
     tensor_options = ('weight', 'pos_weight')
 
-    def __init__(self, *, weight: Tensor | None = None, pos_weight: Tensor | None = None, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        pos_weight: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(weight=weight, pos_weight=pos_weight, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return binary_cross_entropy_with_logits(input, target, weight=self.weight, pos_weight=self.pos_weight, reduction=self.reduction)
+        return binary_cross_entropy_with_logits(
+            input,
+            target,
+            weight=self.weight,
+            pos_weight=self.pos_weight,
+            reduction=self.reduction,
+        )
 
 
 class LogisticLoss(LossModule):
@@ -234,11 +270,23 @@ class HingeLoss(LossModule):
     options = ('margin', 'squared', 'reduction')
     tensor_options = ()
 
-    def __init__(self, *, margin: float = 1.0, squared: bool = False, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        squared: bool = False,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(margin=margin, squared=squared, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return hinge_loss(input, target, margin=self.margin, squared=self.squared, reduction=self.reduction)
+        return hinge_loss(
+            input,
+            target,
+            margin=self.margin,
+            squared=self.squared,
+            reduction=self.reduction,
+        )
 
 
 class MultiClassHingeLoss(LossModule):
@@ -253,11 +301,27 @@ class MultiClassHingeLoss(LossModule):
     options = ('margin', 'p', 'mode', 'weight', 'reduction')
     tensor_options = ('weight',)
 
-    def __init__(self, *, margin: float = 1.0, p: int = 1, mode: str = 'weston_watkins', weight: Tensor | None = None, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        p: int = 1,
+        mode: str = 'weston_watkins',
+        weight: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(margin=margin, p=p, mode=mode, weight=weight, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return multiclass_hinge_loss(input, target, margin=self.margin, p=self.p, mode=self.mode, weight=self.weight, reduction=self.reduction)
+        return multiclass_hinge_loss(
+            input,
+            target,
+            margin=self.margin,
+            p=self.p,
+            mode=self.mode,
+            weight=self.weight,
+            reduction=self.reduction,
+        )
 
 
 class ExponentialLoss(LossModule):
@@ -314,7 +378,12 @@ class DistillationLoss(LossModule):
         super().__init__(temperature=temperature, reduction=reduction)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-        return distillation_loss(student_logits, teacher_logits, temperature=self.temperature, reduction=self.reduction)
+        return distillation_loss(
+            student_logits,
+            teacher_logits,
+            temperature=self.temperature,
+            reduction=self.reduction,
+        )
 
 
 class FocalLoss(LossModule):
@@ -329,11 +398,33 @@ class FocalLoss(LossModule):
     options = ('gamma', 'alpha', 'weight', 'ignore_index', 'reduction')
     tensor_options = ('alpha', 'weight')
 
-    def __init__(self, *, gamma: float = 2.0, alpha: float | Tensor | None = None, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = 'mean') -> None:
-        super().__init__(gamma=gamma, alpha=alpha, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    def __init__(
+        self,
+        *,
+        gamma: float = 2.0,
+        alpha: float | Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            gamma=gamma,
+            alpha=alpha,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return focal_loss(input, target, gamma=self.gamma, alpha=self.alpha, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+        return focal_loss(
+            input,
+            target,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
 
 
 class SigmoidFocalLoss(LossModule):
@@ -348,11 +439,23 @@ class SigmoidFocalLoss(LossModule):
     options = ('alpha', 'gamma', 'reduction')
     tensor_options = ()
 
-    def __init__(self, *, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float | None = 0.25,
+        gamma: float = 2.0,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(alpha=alpha, gamma=gamma, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return sigmoid_focal_loss(input, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction)
+        return sigmoid_focal_loss(
+            input,
+            target,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            reduction=self.reduction,
+        )
 
 
 class IoULoss(LossModule):
@@ -367,7 +470,13 @@ class IoULoss(LossModule):
     options = ('mode', 'eps', 'reduction')
     tensor_options = ()
 
-    def __init__(self, *, mode: str = 'linear', eps: float = 1e-07, reduction: str = 'mean') -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = 'linear',
+        eps: float = 1e-07,
+        reduction: str = 'mean',
+    ) -> None:
         super().__init__(mode=mode, eps=eps, reduction=reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -462,11 +571,36 @@ class DRLoss(LossModule):
     options = ('pos_lambda', 'neg_lambda', 'L', 'tau', 'margin', 'reduction')
     tensor_options = ()
 
-    def __init__(self, *, pos_lambda: float = 1.0, neg_lambda: float = dr_loss.__kwdefaults__["neg_lambda"], L: float = 6.0, tau: float = 4.0, margin: float = 0.5, reduction: str = 'mean') -> None:
-        super().__init__(pos_lambda=pos_lambda, neg_lambda=neg_lambda, L=L, tau=tau, margin=margin, reduction=reduction)
+    def __init__(
+        self,
+        *,
+        pos_lambda: float = 1.0,
+        neg_lambda: float = dr_loss.__kwdefaults__["neg_lambda"],
+        L: float = 6.0,
+        tau: float = 4.0,
+        margin: float = 0.5,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            pos_lambda=pos_lambda,
+            neg_lambda=neg_lambda,
+            L=L,
+            tau=tau,
+            margin=margin,
+            reduction=reduction,
+        )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return dr_loss(input, target, pos_lambda=self.pos_lambda, neg_lambda=self.neg_lambda, L=self.L, tau=self.tau, margin=self.margin, reduction=self.reduction)
+        return dr_loss(
+            input,
+            target,
+            pos_lambda=self.pos_lambda,
+            neg_lambda=self.neg_lambda,
+            L=self.L,
+            tau=self.tau,
+            margin=self.margin,
+            reduction=self.reduction,
+        )
 
 
 __all__ = [

@@ -5,6 +5,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -46,16 +47,27 @@ def pairwise_distances(x, y, *, eps=1e-12):
     """A helper, importable from its chapter's module only."""
 
 
-class ContrastiveLoss:  # generated: lives in lossbook.nn, placed with its function
+class LossModule(torch.nn.Module):  # a base class: no forward of its own, no catalogue line
+    function = None
+
+
+class ContrastiveLoss(LossModule):  # generated: lives in lossbook.nn, placed with its function
     function = staticmethod(contrastive_loss)
 
+    def forward(self, x1, x2, target):
+        return contrastive_loss(x1, x2, target)
 
-class CenterLoss:  # stateful, written in its chapter, with an oracle
+
+class CenterLoss(torch.nn.Module):  # stateful, written in its chapter, with an oracle
     oracle = "NumPy transcription"
 
+    def forward(self, features, labels):
+        pass
 
-class OIMLoss:  # stateful, written in its chapter, without an oracle
-    pass
+
+class OIMLoss(LossModule):  # stateful, written in its chapter, without an oracle
+    def forward(self, features, labels):
+        pass
 
 
 @pytest.fixture
@@ -70,13 +82,14 @@ def future_package(monkeypatch, tmp_path):
     defined_in("lossbook.nn", ContrastiveLoss)
     defined_in("lossbook.metric_learning.center", CenterLoss)
     defined_in("lossbook.metric_learning.oim", OIMLoss)
+    defined_in("lossbook.conventions.modules", LossModule)
     embeddings = types.ModuleType("lossbook.metric_learning.embeddings")
     embeddings.recall_at_k, embeddings.pairwise_distances = recall_at_k, pairwise_distances
     embeddings.__all__ = ["pairwise_distances", "recall_at_k"]
     monkeypatch.setitem(sys.modules, embeddings.__name__, embeddings)
     nn = types.ModuleType("lossbook.nn")
-    nn.ContrastiveLoss, nn.CenterLoss, nn.OIMLoss = ContrastiveLoss, CenterLoss, OIMLoss
-    nn.__all__ = ["CenterLoss", "ContrastiveLoss", "OIMLoss"]
+    nn.ContrastiveLoss, nn.CenterLoss, nn.OIMLoss, nn.LossModule = ContrastiveLoss, CenterLoss, OIMLoss, LossModule
+    nn.__all__ = ["CenterLoss", "ContrastiveLoss", "LossModule", "OIMLoss"]
     package = types.ModuleType("lossbook")
     package.nn, package.contrastive_loss, package.recall_at_k = nn, contrastive_loss, recall_at_k
     package.__all__ = ["contrastive_loss", "recall_at_k"]
@@ -148,7 +161,7 @@ def test_catalogue_lines(future_package):
 def test_api_documents_losses_their_modules_stateful_modules_and_helpers(future_package):
     page = catalogue.render_api()
     directives = [line for line in page.splitlines() if line.startswith(".. ")]
-    helpers = [d for d in directives if ":: lossbook.conventions.anatomy." in d]
+    helpers = [d for d in directives if ":: lossbook.conventions." in d]
     assert ".. autofunction:: lossbook.conventions.anatomy.reduce_loss" in helpers  # out of lossbook.__all__
     assert directives[len(helpers):] == [
         ".. autofunction:: lossbook.recall_at_k",
@@ -158,7 +171,9 @@ def test_api_documents_losses_their_modules_stateful_modules_and_helpers(future_
         ".. autoclass:: lossbook.nn.OIMLoss",
         ".. autofunction:: lossbook.metric_learning.embeddings.pairwise_distances",
     ]
-    assert page.index("## Conventions") < page.index("### Helpers") < page.index("## Part IV: Metric learning")
+    # A part with losses lists its helpers under a heading of their own, after the losses.
+    assert page.index("## Conventions") < page.index("## Part IV: Metric learning") < page.index("### Helpers")
+    assert page.count("### Helpers") == 1
 
 
 def test_a_module_also_in_the_flat_namespace_is_listed_once(future_package):
@@ -167,8 +182,9 @@ def test_a_module_also_in_the_flat_namespace_is_listed_once(future_package):
     assert [e.name for e in catalogue.entries()].count("CenterLoss") == 1
 
 
-def test_todays_package():
-    """Helpers still in lossbook.__all__, generated modules: every function and module once."""
+def test_the_package():
+    """Every function of lossbook.__all__ and every loss class of lossbook.nn, once; the
+    base class LossModule is documented with the helpers of its chapter, not as a loss."""
     import lossbook
     import lossbook.nn
 
@@ -177,7 +193,12 @@ def test_todays_package():
     assert len(names) == len(set(names))
     functions = [n for n in lossbook.__all__ if callable(getattr(lossbook, n))]
     assert sorted(e.name for e in found if e.obj is not None) == sorted(functions)
-    assert {e.module.__name__ for e in found if e.module is not None} == set(lossbook.nn.__all__)
+    classes = {n for n in lossbook.nn.__all__ if catalogue.is_loss_class(getattr(lossbook.nn, n))}
+    assert {e.module.__name__ for e in found if e.module is not None} == classes
+    assert "LossModule" in lossbook.nn.__all__ and "LossModule" not in classes
+    api = catalogue.render_api(found)
+    assert ".. autoclass:: lossbook.conventions.modules.LossModule" in api
+    assert ".. autofunction:: lossbook.conventions.anatomy.reduce_loss" in api
     huber = next(e for e in found if e.name == "huber_loss")
     assert (huber.module, huber.document) == (lossbook.nn.HuberLoss, "regression/huber")
     order = list(catalogue.toc_parts())

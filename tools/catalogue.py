@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 
 import lossbook
@@ -101,10 +102,16 @@ def position(obj, chapter_module: str) -> int:
     return names.index(obj.__name__) if obj.__name__ in names else len(names)
 
 
+def is_loss_class(cls) -> bool:
+    """A class of ``lossbook.nn`` that computes something: not a base class such as
+    ``LossModule``, which leaves ``forward`` to its subclasses."""
+    return inspect.isclass(cls) and getattr(cls, "forward", None) is not getattr(torch.nn.Module, "forward")
+
+
 def entries() -> list[Entry]:
     """Every line of the catalogue, in the order of the parts and chapters of ``_toc.yml``."""
     classes = [getattr(lossbook.nn, name) for name in getattr(lossbook.nn, "__all__", [])]
-    classes = [cls for cls in classes if inspect.isclass(cls)]
+    classes = [cls for cls in classes if is_loss_class(cls)]
     public = [getattr(lossbook, name) for name in getattr(lossbook, "__all__", [])]
     public = [  # a module re-exported in lossbook.__all__ is listed once, as a module
         obj for obj in public
@@ -180,8 +187,8 @@ def render_catalogue(found: list[Entry] | None = None) -> str:
         lines += ["", f"## {part.heading}", ""]
         lines += ["| function | module in `lossbook.nn` | chapter | tested against |", "|---|---|---|---|"]
         for entry in part.entries:
-            function = f"{{{role(entry.obj)}}}`{entry.name} <lossbook.{entry.name}>`" if entry.obj else "-"
-            module = entry.module.__name__ if entry.module else ""
+            function = f"{{{role(entry.obj)}}}`{entry.name} <lossbook.{entry.name}>`" if entry.obj is not None else "-"
+            module = entry.module.__name__ if entry.module is not None else ""
             module = f"{{py:class}}`{module} <lossbook.nn.{module}>`" if module else "-"
             chapter = f"{{doc}}`{title_of(entry.document)} <{entry.document}>`"
             oracle = str(entry.oracle).replace("|", "\\|")
@@ -218,15 +225,15 @@ def render_api(found: list[Entry] | None = None) -> str:
     lines = page_header(
         "api",
         "API reference",
-        "Every loss and metric of `lossbook`, with its docstring, grouped as the book is. Each",
-        "function is followed by its `nn.Module` form from `lossbook.nn`; stateful losses are",
-        "modules only. The {doc}`catalogue` lists them all on one page, with the implementation",
-        "each is tested against.",
+        "Every loss and metric of `lossbook`, with its signature and docstring, grouped as the",
+        "book is. Each function is followed by its `nn.Module` form from `lossbook.nn`; stateful",
+        "losses are modules only. The helpers (checks, reductions, base classes) are documented",
+        "under the name of their chapter's module. The {doc}`catalogue` lists the losses on one",
+        "page, with the implementation each is tested against.",
         "",
     )
     found = entries() if found is None else found
     documented = [entry.obj for entry in found] + [entry.module for entry in found]
-    documented += [getattr(lossbook.nn, name) for name in getattr(lossbook.nn, "__all__", [])]
     for part in by_part(found):
         extra = helpers(part, documented)
         if not part.entries and not extra:
@@ -238,7 +245,8 @@ def render_api(found: list[Entry] | None = None) -> str:
             if entry.module is not None:
                 lines += autodoc(entry.module, f"lossbook.nn.{entry.module.__name__}")
         if extra:
-            lines += ["### Helpers", "", "Public names of the chapters' modules that are not losses or metrics.", ""]
+            lines += ["### Helpers", ""] if part.entries else []
+            lines += ["The public names of the part's modules that are not losses or metrics.", ""]
             for dotted, obj in extra:
                 lines += autodoc(obj, dotted)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -238,10 +238,8 @@ def render_class(loss: LossFunction) -> str:
     tensor_options = tuple(name for name, annotation, _ in options if "Tensor" in annotation)
     docstring = ast.get_docstring(loss.node) or ""
     summary = docstring.split("\n\n")[0].replace("\n", " ").strip()
-    signature = ", ".join(
-        f"{name}: {annotation}" + ("" if value is None else f" = {value}") for name, annotation, value in options
-    )
-    call = ", ".join([name for name, _ in tensors] + [f"{name}=self.{name}" for name in names])
+    parameters = [f"{name}: {annotation}" + ("" if value is None else f" = {value}") for name, annotation, value in options]
+    call = [name for name, _ in tensors] + [f"{name}=self.{name}" for name in names]
     lines = [
         f"class {loss.module}(LossModule):",
         f'    r"""Module form of :func:`lossbook.{function}`: {summary}',
@@ -257,14 +255,20 @@ def render_class(loss: LossFunction) -> str:
         "",
     ]
     if options:
-        lines += [
-            f"    def __init__(self, *, {signature}) -> None:",
-            f"        super().__init__({', '.join(f'{name}={name}' for name in names)})",
-            "",
-        ]
-    forward = ", ".join(["self"] + [f"{name}: {annotation}" for name, annotation in tensors])
-    lines += [f"    def forward({forward}) -> Tensor:", f"        return {function}({call})", ""]
+        lines += wrapped("    def __init__(", ["self", "*", *parameters], ") -> None:")
+        lines += wrapped("        super().__init__(", [f"{name}={name}" for name in names], ")") + [""]
+    lines += wrapped("    def forward(", ["self"] + [f"{name}: {annotation}" for name, annotation in tensors], ") -> Tensor:")
+    lines += wrapped(f"        return {function}(", call, ")") + [""]
     return "\n".join(lines)
+
+
+def wrapped(opening: str, items: list[str], closing: str, width: int = 100) -> list[str]:
+    """``opening + items + closing`` on one line, or one item a line when that is too wide."""
+    line = opening + ", ".join(items) + closing
+    if len(line) <= width:
+        return [line]
+    indent = opening[: len(opening) - len(opening.lstrip())]
+    return [opening] + [f"{indent}    {item}," for item in items] + [indent + closing]
 
 
 def render_nn(book: list[Chapter]) -> str:

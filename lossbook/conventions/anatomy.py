@@ -55,16 +55,18 @@ def reduce_loss(loss: Tensor, reduction: str = "mean", weight: Tensor | None = N
         tensor(0.)
     """
     check_reduction(reduction)
-    if weight is not None:
-        weight = weight.to(loss.dtype)
-        loss = loss * weight
+    if weight is None:
+        if reduction == "mean":
+            # One kernel; the sum of no elements is the connected 0 that a mean over nothing gives.
+            return loss.mean() if loss.numel() else loss.sum()
+        return loss.sum() if reduction == "sum" else loss
+    weight = weight.to(loss.dtype)
+    loss = loss * weight
     if reduction == "none":
         return loss
     total = loss.sum()
     if reduction == "sum":
         return total
-    if weight is None:
-        return total / max(loss.numel(), 1)
     # Dividing by 1 where the weights sum to 0 gives 0 (the total is 0 there) without a
     # host sync and without cutting the result off the graph.
     count = weight.expand_as(loss).sum()

@@ -80,6 +80,7 @@ class LossModule(nn.Module):
     stateful losses written in a chapter subclass this (or ``nn.Module``) directly.
 
     Examples:
+        >>> from lossbook.conventions.anatomy import residual_loss
         >>> class ScaledL1Loss(LossModule):
         ...     options = ("scale", "reduction")
         ...     def __init__(self, *, scale: float = 1.0, reduction: str = "mean") -> None:

@@ -7,15 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lossbook import (
-    FunctionalLoss,
+from lossbook.conventions.anatomy import (
     check_floating,
     check_positive,
     check_reduction,
     check_same_shape,
     class_indices,
     compute_dtype,
-    functional_module,
     margin_loss,
     reduce_loss,
     residual_loss,
@@ -104,36 +102,6 @@ def test_residual_loss_passes_the_residual():
     assert residual_loss(input, target, lambda r: r, reduction="none").tolist() == [2.0, -1.0]
 
 
-def scaled_l1(input, target, *, scale=1.0, weight=None, reduction="mean"):
-    loss = scale * (input - target).abs()
-    return reduce_loss(loss, reduction, weight)
-
-
-def test_functional_module(device):
-    ScaledL1 = functional_module(scaled_l1, "ScaledL1")
-    assert issubclass(ScaledL1, FunctionalLoss) and ScaledL1.__name__ == "ScaledL1"
-    assert str(__import__("inspect").signature(ScaledL1)) == "(*, scale=1.0, weight=None, reduction='mean')"
-    weight = torch.tensor([1.0, 0.0, 3.0])
-    module = ScaledL1(scale=2.0, weight=weight).to(device)
-    assert module.weight.device.type == torch.device(device).type  # tensor options follow .to()
-    assert "weight" in dict(module.named_buffers())
-    input, target = torch.ones(3, device=device), torch.zeros(3, device=device)
-    torch.testing.assert_close(module(input, target), scaled_l1(input, target, scale=2.0, weight=weight.to(device)))
-    assert repr(ScaledL1(scale=3.0)) == "ScaledL1(scale=3.0, weight=None, reduction='mean')"
-    with pytest.raises(TypeError, match="ScaledL1 got unknown option"):
-        ScaledL1(delta=1.0)
-
-
-def test_functional_module_requires_options_without_defaults():
-    def needs_margin(input, *, margin):
-        return input.sum() * margin
-
-    WithMargin = functional_module(needs_margin, "WithMargin")
-    with pytest.raises(TypeError, match="WithMargin needs the option margin"):
-        WithMargin()
-    assert WithMargin(margin=2.0)(torch.ones(2)).item() == 4.0
-
-
 def hinge(margin):
     return (1 - margin).clamp(min=0)
 
@@ -193,7 +161,7 @@ def test_class_indices_refusals():
 
 
 def test_check_class_vector_and_probabilities():
-    from lossbook import check_class_vector, check_probabilities
+    from lossbook.conventions.anatomy import check_class_vector, check_probabilities
 
     check_class_vector(torch.tensor([0.0, 1.0, 2.0]), "weight", classes=3)
     with pytest.raises(ValueError, match=r"alpha must have shape \(C,\) = \(2,\), one value per class, got \(3,\)"):
@@ -208,3 +176,85 @@ def test_check_class_vector_and_probabilities():
         check_probabilities(torch.tensor([0.5, -0.5]), "scores")
     with pytest.raises(TypeError, match="target must be a floating-point tensor"):
         check_probabilities(torch.tensor([0, 1]))
+
+
+# --- value checks: eager CPU only, skipped when tracing, and a switch -----------------------------
+
+
+def test_values_checked_only_in_eager_mode_on_plain_cpu_tensors():
+    from lossbook.conventions.anatomy import values_checked
+
+    plain = torch.zeros(3)
+    assert values_checked(plain) and values_checked(torch.nn.Parameter(plain))
+    assert torch.func.vmap(lambda row: torch.tensor(values_checked(row)))(torch.zeros(2, 3)).tolist() == [False, False]
+    seen = []
+
+    def record(x):
+        seen.append(values_checked(x))
+        return x.sum()
+
+    torch.func.grad(record)(plain)
+    torch.compile(record, fullgraph=True, backend="eager")(plain)
+    assert seen == [False, False]
+    if torch.cuda.is_available():
+        assert not values_checked(plain.cuda())
+
+
+def test_validate_args_switch_and_context_manager():
+    import lossbook
+    from lossbook.conventions.anatomy import check_probabilities, set_validate_args, validate_args
+
+    assert lossbook.set_validate_args is set_validate_args and lossbook.validate_args is validate_args
+    assert "set_validate_args" not in lossbook.__all__
+    bad = torch.tensor([0.5, 2.0])
+    with pytest.raises(ValueError, match="probabilities in \\[0, 1\\], got 2.0"):
+        check_probabilities(bad)
+    with validate_args(False):
+        check_probabilities(bad)
+        with validate_args(True):
+            with pytest.raises(ValueError):
+                check_probabilities(bad)
+        check_probabilities(bad)
+    with pytest.raises(ValueError):
+        check_probabilities(bad)
+    set_validate_args(False)
+    try:
+        check_probabilities(bad)
+    finally:
+        set_validate_args(True)
+    with pytest.raises(TypeError, match="True or False"):
+        set_validate_args(0)
+
+
+def test_check_range_fast_path_and_ignored_values():
+    from lossbook.conventions.anatomy import check_range
+
+    def message(value):
+        return f"bad {value}"
+
+    check_range(torch.tensor([0, 4, 2]), 0, 4, message)
+    check_range(torch.empty(0), 0, 1, message)
+    check_range(torch.tensor([-100, 0, 4]), 0, 4, message, allowed=-100)
+    with pytest.raises(ValueError, match="bad -1"):
+        check_range(torch.tensor([-100, -1, 4]), 0, 4, message, allowed=-100)
+    with pytest.raises(ValueError, match="bad 5"):
+        check_range(torch.tensor([5, 0], dtype=torch.uint8), 0, 4, message)
+    check_range(torch.tensor([0.5, float("nan")]), 0, 1, message)  # NaN is not a range error
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_class_indices_accept_every_integer_dtype(dtype):
+    safe, valid = class_indices(torch.zeros(3, 4), torch.tensor([0, 3, 2], dtype=dtype))
+    assert safe.dtype == torch.int64 and safe.tolist() == [0, 3, 2] and valid.all()
+
+
+def test_class_indices_trace_without_value_checks():
+    scores, target = torch.zeros(3, 4), torch.tensor([0, -100, 2])
+
+    def count(scores, target):
+        safe, valid = class_indices(scores, target, ignore_index=-100)
+        return scores.gather(1, safe.unsqueeze(1)).sum() + valid.sum()
+
+    eager = count(scores, target)
+    assert torch.compile(count, fullgraph=True, backend="aot_eager")(scores, target) == eager
+    assert torch.func.vmap(count)(scores[None].expand(2, 3, 4), target[None].expand(2, 3)).tolist() == [2.0, 2.0]
