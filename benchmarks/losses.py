@@ -1,15 +1,19 @@
 """Every lossbook loss against a peer: forward + backward time, as ratios from one run.
 
     python benchmarks/losses.py [--device cuda] [--dtype float32] [--scale 1] [--part NAME] [--no-compile]
+    python benchmarks/losses.py --small     # per-call overhead: 64 x 10 inputs on the CPU
 
 Each loss is timed against a peer on the same tensors, eagerly and under torch.compile,
 and the ratio (lossbook time / peer time) is what is reported: 1.0 is parity, 2.0 twice
 as slow. The peer is the same loss where a reference library has it (torch.nn.functional,
 torchvision.ops); where none has it, the peer is the nearest native loss over the same
 tensors (marked "floor"), the cost of one fused memory-bound pass that a hand-written
-loss cannot beat by much. Results are printed and written to
-``benchmarks/results/losses-<device>-<dtype>.json``.
+loss cannot beat by much. ``--small`` measures what a call costs beyond its arithmetic
+(argument checks, extra kernel launches): 64 samples of 10 values or classes, on one CPU
+thread. Results are printed and written to
+``benchmarks/results/losses-<device>-<dtype>[-small].json``.
 
+The inputs come from the makers of ``tests/registry.py``, the ones the test battery uses.
 Half-precision inputs are computed in float32 by lossbook (as autocast would); the peer
 gets the same inputs cast to float32, so both do the arithmetic of the same width.
 """
@@ -20,6 +24,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,53 +36,18 @@ import torchvision.ops
 
 import lossbook
 
-Inputs = Callable[[float, torch.Generator], tuple[torch.Tensor, ...]]
-
-
-# Inputs at scale 1: about four million loss terms each, a size where the GPU is busy.
-def residuals(scale: float, generator: torch.Generator):
-    n = int((1 << 22) * scale)
-    return torch.randn(n, generator=generator), torch.randn(n, generator=generator)
-
-
-def class_logits(scale: float, generator: torch.Generator):
-    n, classes = int(4096 * scale), 1000
-    return torch.randn(n, classes, generator=generator), torch.randint(classes, (n,), generator=generator)
-
-
-def two_distributions(scale: float, generator: torch.Generator):
-    n, classes = int(4096 * scale), 1000
-    return torch.randn(n, classes, generator=generator), torch.randn(n, classes, generator=generator)
-
-
-def binary_logits(scale: float, generator: torch.Generator):
-    n = int((1 << 22) * scale)
-    return torch.randn(n, generator=generator), torch.randint(2, (n,), generator=generator).float()
-
-
-def sign_margins(scale: float, generator: torch.Generator):
-    scores, labels = binary_logits(scale, generator)
-    return scores, 2 * labels - 1
-
-
-def dense_detection(scale: float, generator: torch.Generator):
-    """RetinaNet-like: anchors x 80 classes, about 1% of anchors positive."""
-    anchors, classes = int(50_000 * scale), 80
-    logits = torch.randn(anchors, classes, generator=generator) - 4
-    positive = torch.rand(anchors, generator=generator) < 0.01
-    labels = torch.where(positive, torch.randint(classes, (anchors,), generator=generator), classes)
-    return logits, labels, torch.rand(anchors, generator=generator)
-
-
-def boxes(scale: float, generator: torch.Generator):
-    n = int((1 << 20) * scale)
-
-    def random_boxes():
-        corner = torch.rand(n, 2, generator=generator) * 512
-        size = torch.rand(n, 2, generator=generator) * 128 + 16  # no box collapses in bfloat16
-        return torch.cat([corner, corner + size], dim=1)
-
-    return random_boxes(), random_boxes()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from registry import (  # noqa: E402  (the shared input makers)
+    binary_logits,
+    boxes,
+    class_logits,
+    dense_detection,
+    log_probabilities,
+    ranking_labels,
+    residuals,
+    sign_margins,
+    two_logits,
+)
 
 
 def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
@@ -85,15 +55,33 @@ def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return F.one_hot(labels, classes + 1)[:, :classes].float()
 
 
+# (maker, rows at scale 1, its size options at scale 1, and for --small): about four
+# million loss terms each at scale 1, a size where a GPU is busy; 64 x 10 for --small.
+RESIDUALS = (residuals, 1 << 22, {"columns": 1}, {"columns": 10})
+MARGINS = (sign_margins, 1 << 22, {"columns": 1}, {"columns": 10})
+BINARY = (binary_logits, 1 << 22, {"columns": 1}, {"columns": 10})
+CLASSES = (class_logits, 4096, {"classes": 1000}, {"classes": 10})
+DISTRIBUTIONS = (log_probabilities, 4096, {"classes": 1000}, {"classes": 10})
+LOGIT_PAIRS = (two_logits, 4096, {"classes": 1000}, {"classes": 10})
+BOXES = (boxes, 1 << 20, {}, {})
+DETECTION = (dense_detection, 50_000, {"classes": 80}, {"classes": 10})  # RetinaNet-like anchors x classes
+RANKING = (ranking_labels, 50_000, {"classes": 80}, {"classes": 10})
+
+
 @dataclass
 class Case:
     part: str
     name: str
-    inputs: Inputs
+    inputs: tuple
     ours: Callable
     peer: Callable
     peer_name: str
     floor: bool = False  # the peer is not the same loss (no library has it)
+
+    def make(self, scale: float, small: bool, dtype: torch.dtype, device: torch.device):
+        maker, rows, sizes, small_sizes = self.inputs
+        n = 64 if small else max(int(rows * scale), 1)
+        return maker(n, dtype=dtype, device=device, seed=0, **(small_sizes if small else sizes)).tensors
 
 
 def softmax_distillation(student, teacher, temperature=4.0):
@@ -104,56 +92,55 @@ def softmax_distillation(student, teacher, temperature=4.0):
 
 
 CASES = [
-    Case("regression", "l1_loss", residuals, lossbook.l1_loss, F.l1_loss, "F.l1_loss"),
-    Case("regression", "mse_loss", residuals, lossbook.mse_loss, F.mse_loss, "F.mse_loss"),
-    Case("regression", "smooth_l1_loss", residuals, lossbook.smooth_l1_loss, F.smooth_l1_loss, "F.smooth_l1_loss"),
-    Case("regression", "huber_loss", residuals, lossbook.huber_loss, F.huber_loss, "F.huber_loss"),
-    Case("regression", "charbonnier_loss", residuals, lossbook.charbonnier_loss, F.mse_loss, "F.mse_loss", floor=True),
-    Case("regression", "log_cosh_loss", residuals, lossbook.log_cosh_loss, F.mse_loss, "F.mse_loss", floor=True),
-    Case("regression", "quantile_loss", residuals, lambda x, y: lossbook.quantile_loss(x, y, q=0.9),
+    Case("regression", "l1_loss", RESIDUALS, lossbook.l1_loss, F.l1_loss, "F.l1_loss"),
+    Case("regression", "mse_loss", RESIDUALS, lossbook.mse_loss, F.mse_loss, "F.mse_loss"),
+    Case("regression", "smooth_l1_loss", RESIDUALS, lossbook.smooth_l1_loss, F.smooth_l1_loss, "F.smooth_l1_loss"),
+    Case("regression", "huber_loss", RESIDUALS, lossbook.huber_loss, F.huber_loss, "F.huber_loss"),
+    Case("regression", "charbonnier_loss", RESIDUALS, lossbook.charbonnier_loss, F.mse_loss, "F.mse_loss", floor=True),
+    Case("regression", "log_cosh_loss", RESIDUALS, lossbook.log_cosh_loss, F.mse_loss, "F.mse_loss", floor=True),
+    Case("regression", "quantile_loss", RESIDUALS, lambda x, y: lossbook.quantile_loss(x, y, q=0.9),
          F.l1_loss, "F.l1_loss", floor=True),
-    Case("classification", "cross_entropy", class_logits, lambda x, y: lossbook.cross_entropy(x, y, label_smoothing=0.1),
+    Case("classification", "cross_entropy", CLASSES, lambda x, y: lossbook.cross_entropy(x, y, label_smoothing=0.1),
          lambda x, y: F.cross_entropy(x, y, label_smoothing=0.1), "F.cross_entropy"),
-    Case("classification", "binary_cross_entropy_with_logits", binary_logits, lossbook.binary_cross_entropy_with_logits,
+    Case("classification", "binary_cross_entropy_with_logits", BINARY, lossbook.binary_cross_entropy_with_logits,
          F.binary_cross_entropy_with_logits, "F.binary_cross_entropy_with_logits"),
-    Case("classification", "logistic_loss", sign_margins, lossbook.logistic_loss, F.soft_margin_loss, "F.soft_margin_loss"),
-    Case("classification", "hinge_loss", sign_margins, lossbook.hinge_loss, F.soft_margin_loss, "F.soft_margin_loss",
+    Case("classification", "logistic_loss", MARGINS, lossbook.logistic_loss, F.soft_margin_loss, "F.soft_margin_loss"),
+    Case("classification", "hinge_loss", MARGINS, lossbook.hinge_loss, F.soft_margin_loss, "F.soft_margin_loss",
          floor=True),
-    Case("classification", "exponential_loss", sign_margins, lossbook.exponential_loss, F.soft_margin_loss,
+    Case("classification", "exponential_loss", MARGINS, lossbook.exponential_loss, F.soft_margin_loss,
          "F.soft_margin_loss", floor=True),
-    Case("classification", "multiclass_hinge_loss", class_logits, lossbook.multiclass_hinge_loss, F.multi_margin_loss,
+    Case("classification", "multiclass_hinge_loss", CLASSES, lossbook.multiclass_hinge_loss, F.multi_margin_loss,
          "F.multi_margin_loss"),
-    Case("classification", "kl_div", two_distributions,
-         lambda x, y: lossbook.kl_div(F.log_softmax(x, 1), F.softmax(y, 1)),
-         lambda x, y: F.kl_div(F.log_softmax(x, 1), F.softmax(y, 1), reduction="batchmean"), "F.kl_div"),
-    Case("classification", "distillation_loss", two_distributions,
+    Case("classification", "kl_div", DISTRIBUTIONS, lossbook.kl_div,
+         lambda x, y: F.kl_div(x, y, reduction="batchmean"), "F.kl_div"),
+    Case("classification", "distillation_loss", LOGIT_PAIRS,
          lambda x, y: lossbook.distillation_loss(x, y, temperature=4.0), softmax_distillation, "F.kl_div (T^2 KD)"),
-    Case("classification", "focal_loss", class_logits, lossbook.focal_loss, F.cross_entropy, "F.cross_entropy",
+    Case("classification", "focal_loss", CLASSES, lossbook.focal_loss, F.cross_entropy, "F.cross_entropy",
          floor=True),
-    Case("classification", "sigmoid_focal_loss", binary_logits, lossbook.sigmoid_focal_loss,
+    Case("classification", "sigmoid_focal_loss", BINARY, lossbook.sigmoid_focal_loss,
          lambda x, y: torchvision.ops.sigmoid_focal_loss(x, y, reduction="mean"), "torchvision sigmoid_focal_loss"),
-    Case("detection", "iou_loss", boxes, lossbook.iou_loss,
+    Case("detection", "iou_loss", BOXES, lossbook.iou_loss,
          lambda a, b: torchvision.ops.generalized_box_iou_loss(a, b, reduction="mean"), "torchvision giou_loss",
          floor=True),
-    Case("detection", "giou_loss", boxes, lossbook.giou_loss,
+    Case("detection", "giou_loss", BOXES, lossbook.giou_loss,
          lambda a, b: torchvision.ops.generalized_box_iou_loss(a, b, reduction="mean"), "torchvision giou_loss"),
-    Case("detection", "diou_loss", boxes, lossbook.diou_loss,
+    Case("detection", "diou_loss", BOXES, lossbook.diou_loss,
          lambda a, b: torchvision.ops.distance_box_iou_loss(a, b, reduction="mean"), "torchvision diou_loss"),
-    Case("detection", "ciou_loss", boxes, lossbook.ciou_loss,
+    Case("detection", "ciou_loss", BOXES, lossbook.ciou_loss,
          lambda a, b: torchvision.ops.complete_box_iou_loss(a, b, reduction="mean"), "torchvision ciou_loss"),
-    Case("detection", "quality_focal_loss", dense_detection, lossbook.quality_focal_loss,
+    Case("detection", "quality_focal_loss", DETECTION, lossbook.quality_focal_loss,
          lambda x, labels, scores: torchvision.ops.sigmoid_focal_loss(x, one_hot(labels, x.shape[1]), alpha=-1,
                                                                       reduction="mean"),
          "torchvision sigmoid_focal_loss", floor=True),
-    Case("detection", "dr_loss", dense_detection,
-         lambda x, labels, scores: lossbook.dr_loss(x, (labels + 1) % (x.shape[1] + 1)),
-         lambda x, labels, scores: torchvision.ops.sigmoid_focal_loss(x, one_hot(labels, x.shape[1]), reduction="mean"),
+    Case("detection", "dr_loss", RANKING, lossbook.dr_loss,
+         lambda x, labels: torchvision.ops.sigmoid_focal_loss(x, one_hot(labels.clamp(min=0), x.shape[1]),
+                                                             reduction="mean"),
          "torchvision sigmoid_focal_loss", floor=True),
 ]
 
 
-def timed(step: Callable[[], None], device: torch.device, repeats: int) -> float:
-    """Median seconds of one call of ``step``, after three warm-up calls."""
+def timed(step: Callable[[], None], device: torch.device, repeats: int, calls: int = 1) -> float:
+    """Median seconds of one call of ``step`` (each sample times ``calls`` calls), after warm-up."""
     for _ in range(3):
         step()
     samples = []
@@ -161,19 +148,20 @@ def timed(step: Callable[[], None], device: torch.device, repeats: int) -> float
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        step()
+        for _ in range(calls):
+            step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        samples.append(time.perf_counter() - start)
+        samples.append((time.perf_counter() - start) / calls)
     return sorted(samples)[len(samples) // 2]
 
 
-def measure(case: Case, device: torch.device, dtype: torch.dtype, scale: float, repeats: int, modes: list[str]) -> dict:
-    generator = torch.Generator().manual_seed(0)
-    first, *rest = case.inputs(scale, generator)
-    first = first.to(device, dtype).requires_grad_()
+def measure(
+    case: Case, device: torch.device, dtype: torch.dtype, scale: float, repeats: int, modes: list[str], small: bool = False
+) -> dict:
     # Targets that are probabilities, boxes or scores take the input's dtype; labels stay integer.
-    rest = [t.to(device, dtype) if t.is_floating_point() else t.to(device) for t in rest]
+    first, *rest = case.make(scale, small, dtype, device)
+    first = first.requires_grad_()
     as_float32 = lambda tensors: [t.float() if t.is_floating_point() else t for t in tensors]  # noqa: E731
 
     row = {"part": case.part, "loss": case.name, "peer": case.peer_name, "floor": case.floor}
@@ -194,8 +182,9 @@ def measure(case: Case, device: torch.device, dtype: torch.dtype, scale: float, 
 
         if mode == "compiled":
             torch._dynamo.reset()  # each case compiles afresh, not against the last case's cache
-        seconds = timed(step(ours, list), device, repeats)
-        peer_seconds = timed(step(peer, as_float32), device, repeats)
+        calls = 50 if small else 1
+        seconds = timed(step(ours, list), device, repeats, calls)
+        peer_seconds = timed(step(peer, as_float32), device, repeats, calls)
         row[f"{mode}_seconds"], row[f"{mode}_peer_seconds"] = seconds, peer_seconds
         row[f"{mode}_ratio"] = seconds / peer_seconds
     return row
@@ -209,9 +198,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--part", choices=sorted({case.part for case in CASES}), help="only this part")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--small", action="store_true", help="64 x 10 inputs on one CPU thread: per-call overhead")
     parser.add_argument("--output", type=Path, help="where to write the JSON (default benchmarks/results/)")
     args = parser.parse_args(argv)
 
+    if args.small:
+        args.device = "cpu"
+        torch.set_num_threads(1)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     modes = ["eager"] + ([] if args.no_compile else ["compiled"])
     print(f"{'loss':<34}{'peer':<42}{'eager':>7}{'compiled':>10}   (lossbook time / peer time)")
@@ -219,7 +212,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for case in CASES:
         if args.part and case.part != args.part:
             continue
-        row = measure(case, device, dtype, args.scale, args.repeats, modes)
+        row = measure(case, device, dtype, args.scale, args.repeats, modes, args.small)
         rows.append(row)
         compiled = f"{row['compiled_ratio']:>10.2f}" if "compiled_ratio" in row else f"{'-':>10}"
         peer = case.peer_name + (" (floor)" if case.floor else "")
@@ -229,12 +222,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if eager:
         print(f"geometric mean of the eager ratios against the same loss: {math.exp(sum(map(math.log, eager)) / len(eager)):.2f}")
 
-    output = args.output or Path(__file__).parent / "results" / f"losses-{device.type}-{args.dtype}.json"
+    suffix = "-small" if args.small else ""
+    output = args.output or Path(__file__).parent / "results" / f"losses-{device.type}-{args.dtype}{suffix}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "dtype": args.dtype,
-        "scale": args.scale, "repeats": args.repeats,
+        "scale": args.scale, "repeats": args.repeats, "small": args.small,
     }
     output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {output}")

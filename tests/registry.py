@@ -55,19 +55,20 @@ def residuals(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, co
     return _finish((input, target), dtype, device, (0, 1), (n, columns))
 
 
-def sign_margins(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
-    """Scores ``(n, 3)`` and labels in {-1, +1} (floating); ``extreme``: margins of +-50."""
+def sign_margins(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, columns=3) -> Inputs:
+    """Scores ``(n, columns)`` and labels in {-1, +1} (floating); ``extreme``: margins of +-50."""
     g = _generator(seed)
-    scores = (50.0 if extreme else 2.0) * torch.randn(n, 3, generator=g)
-    labels = 2.0 * torch.randint(0, 2, (n, 3), generator=g) - 1
-    return _finish((scores, labels), dtype, device, (0,), (n, 3))
+    scores = (50.0 if extreme else 2.0) * torch.randn(n, columns, generator=g)
+    labels = 2.0 * torch.randint(0, 2, (n, columns), generator=g) - 1
+    return _finish((scores, labels), dtype, device, (0,), (n, columns))
 
 
-def binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
-    """Logits ``(n, 3)`` and 0/1 targets (floating); ``extreme``: logits of +-50."""
+def binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, columns=3) -> Inputs:
+    """Logits ``(n, columns)`` and 0/1 targets (floating); ``extreme``: logits of +-50."""
     g = _generator(seed)
-    logits = (50.0 if extreme else 2.0) * torch.randn(n, 3, generator=g)
-    return _finish((logits, torch.randint(0, 2, (n, 3), generator=g).double()), dtype, device, (0,), (n, 3))
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, columns, generator=g)
+    targets = torch.randint(0, 2, (n, columns), generator=g).double()
+    return _finish((logits, targets), dtype, device, (0,), (n, columns))
 
 
 def soft_binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
@@ -77,12 +78,14 @@ def soft_binary_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=
     return _finish((logits, torch.rand(n, 3, generator=g) * 0.8 + 0.1), dtype, device, (0, 1), (n, 3))
 
 
-def class_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, ignore=False, spatial=()) -> Inputs:
+def class_logits(
+    n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, ignore=False, spatial=(), classes=CLASSES
+) -> Inputs:
     """Logits ``(n, C, *spatial)`` and class indices ``(n, *spatial)`` (int64); ``ignore``
     marks about a quarter of them -100; ``extreme``: logits of +-50."""
     g = _generator(seed)
-    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, *spatial, generator=g)
-    target = torch.randint(0, CLASSES, (n, *spatial), generator=g)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, classes, *spatial, generator=g)
+    target = torch.randint(0, classes, (n, *spatial), generator=g)
     if ignore:
         target = torch.where(torch.rand(target.shape, generator=g) < 0.25, -100, target)
         if n:
@@ -98,19 +101,21 @@ def class_probabilities(n, *, dtype=torch.float64, device="cpu", seed=0, extreme
     return _finish((logits, target), dtype, device, (0, 1), (n,))
 
 
-def log_probabilities(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, log_target=False) -> Inputs:
+def log_probabilities(
+    n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, log_target=False, classes=CLASSES
+) -> Inputs:
     """Log-probabilities ``(n, C)`` and target probabilities (or log-probabilities)."""
     g = _generator(seed)
-    input = torch.log_softmax((20.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g), dim=1)
-    target = torch.log_softmax(torch.randn(n, CLASSES, generator=g), dim=1)
-    return _finish((input, target if log_target else target.exp()), dtype, device, (0, 1), (n, CLASSES))
+    input = torch.log_softmax((20.0 if extreme else 2.0) * torch.randn(n, classes, generator=g), dim=1)
+    target = torch.log_softmax(torch.randn(n, classes, generator=g), dim=1)
+    return _finish((input, target if log_target else target.exp()), dtype, device, (0, 1), (n, classes))
 
 
-def two_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+def two_logits(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, classes=CLASSES) -> Inputs:
     """Student and teacher logits ``(n, C)``."""
     g = _generator(seed)
     scale = 50.0 if extreme else 2.0
-    student, teacher = scale * torch.randn(n, CLASSES, generator=g), scale * torch.randn(n, CLASSES, generator=g)
+    student, teacher = scale * torch.randn(n, classes, generator=g), scale * torch.randn(n, classes, generator=g)
     return _finish((student, teacher), dtype, device, (0, 1), (n,))
 
 
@@ -128,19 +133,19 @@ def boxes(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inp
     return _finish((input, target), dtype, device, (0, 1), (n,))
 
 
-def dense_detection(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+def dense_detection(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, classes=CLASSES) -> Inputs:
     """Logits ``(n, C)``, labels ``(n,)`` in ``0..C`` (``C`` = background), IoU scores ``(n,)``."""
     g = _generator(seed)
-    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g)
-    labels = torch.where(torch.rand(n, generator=g) < 0.5, torch.randint(0, CLASSES, (n,), generator=g), CLASSES)
-    return _finish((logits, labels, torch.rand(n, generator=g)), dtype, device, (0,), (n, CLASSES))
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, classes, generator=g)
+    labels = torch.where(torch.rand(n, generator=g) < 0.5, torch.randint(0, classes, (n,), generator=g), classes)
+    return _finish((logits, labels, torch.rand(n, generator=g)), dtype, device, (0,), (n, classes))
 
 
-def ranking_labels(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False) -> Inputs:
+def ranking_labels(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, classes=CLASSES) -> Inputs:
     """Logits ``(n, C)`` and labels ``(n,)``: ``1..C`` foreground, 0 background, -1 ignored."""
     g = _generator(seed)
-    logits = (50.0 if extreme else 2.0) * torch.randn(n, CLASSES, generator=g)
-    labels = torch.randint(-1, CLASSES + 1, (n,), generator=g)
+    logits = (50.0 if extreme else 2.0) * torch.randn(n, classes, generator=g)
+    labels = torch.randint(-1, classes + 1, (n,), generator=g)
     return _finish((logits, labels), dtype, device, (0,), ())
 
 
