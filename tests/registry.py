@@ -138,15 +138,19 @@ def dense_detection(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=Fal
     g = _generator(seed)
     logits = (50.0 if extreme else 2.0) * torch.randn(n, classes, generator=g)
     labels = torch.where(torch.rand(n, generator=g) < 0.5, torch.randint(0, classes, (n,), generator=g), classes)
-    return _finish((logits, labels, torch.rand(n, generator=g)), dtype, device, (0,), (n, classes))
+    return _finish((logits, labels, torch.rand(n, generator=g)), dtype, device, (0, 2), (n,))  # one loss per anchor
 
 
-def ranking_labels(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, classes=CLASSES) -> Inputs:
-    """Logits ``(n, C)`` and labels ``(n,)``: ``1..C`` foreground, 0 background, -1 ignored."""
+def ranking_labels(
+    n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, classes=CLASSES, candidates=None
+) -> Inputs:
+    """Logits ``(n, C)`` and labels ``(n,)``: ``1..C`` foreground, 0 background, -1 ignored
+    (one ranking problem); with ``candidates``, ``n`` problems: ``(n, candidates, C)``."""
     g = _generator(seed)
-    logits = (50.0 if extreme else 2.0) * torch.randn(n, classes, generator=g)
-    labels = torch.randint(-1, classes + 1, (n,), generator=g)
-    return _finish((logits, labels), dtype, device, (0,), ())
+    rows = (n,) if candidates is None else (n, candidates)
+    logits = (50.0 if extreme else 2.0) * torch.randn(*rows, classes, generator=g)
+    labels = torch.randint(-1, classes + 1, rows, generator=g)
+    return _finish((logits, labels), dtype, device, (0,), () if candidates is None else (n,))
 
 
 @dataclass
@@ -161,6 +165,10 @@ class Case:
     half_rtol: float = 1e-5  # half inputs against float32 on the same rounded values
     half_finite_grad: bool = True  # False where the gradient itself overflows float16
     gradgrad: bool = True
+    # False where the gradient is deliberately not the derivative of the value, so a
+    # numerical check must fail: CIoU holds its alpha constant (computed under no_grad, as
+    # the paper and torchvision do); its test file checks the gradient against that formula.
+    gradcheck: bool = True
     bad_options: list[tuple[dict, type, str]] = field(default_factory=list)  # refused at call and construction
 
     @property
@@ -190,57 +198,144 @@ CASES: list[Case] = [
     Case(lossbook.l1_loss, residuals),
     Case(lossbook.mse_loss, residuals),
     Case(lossbook.smooth_l1_loss, residuals, {"beta": 0.5}, "beta=0.5",
-         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number")]),
+         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number, got -1.0"),
+                      ({"beta": float("inf")}, ValueError, "beta must be a non-negative number, got inf"),
+                      ({"beta": "1"}, TypeError, "beta must be a number, got str")]),
     Case(lossbook.smooth_l1_loss, residuals, {"beta": 0.0}, "beta=0", gradgrad=False),
     Case(lossbook.huber_loss, residuals, {"delta": 1.5}, "delta=1.5",
-         bad_options=[({"delta": 0.0}, ValueError, "delta must be a positive number")]),
+         bad_options=[({"delta": 0.0}, ValueError, "delta must be a positive number, got 0.0"),
+                      ({"delta": float("nan")}, ValueError, "delta must be a positive number, got nan"),
+                      ({"delta": None}, TypeError, "delta must be a number, got NoneType")]),
+    Case(lossbook.huber_loss, residuals, {"delta": 1e6}, "delta=1e6"),  # larger than every residual: MSE / 2
     Case(lossbook.charbonnier_loss, residuals, {"eps": 1e-3},
-         bad_options=[({"eps": -1.0}, ValueError, "eps must be a positive number")]),
+         bad_options=[({"eps": -1.0}, ValueError, "eps must be a positive number, got -1.0"),
+                      ({"eps": 0}, ValueError, "eps must be a positive number, got 0"),
+                      ({"eps": torch.tensor(1e-3)}, TypeError, "eps must be a number, got Tensor")]),
+    Case(lossbook.charbonnier_loss, residuals, {"eps": 2.0}, "eps=2"),
     Case(lossbook.log_cosh_loss, residuals),
     Case(lossbook.quantile_loss, residuals, {"q": 0.9}, "q=0.9", gradgrad=False,
-         bad_options=[({"q": 1.5}, ValueError, "q must be")]),
+         bad_options=[({"q": 1.5}, ValueError, r"q must lie in the open interval \(0, 1\)"),
+                      ({"q": 90}, ValueError, r"not a percent, 90\); got 90"),
+                      ({"q": [0.1, 1.0, 0.9]}, ValueError, r"q must lie in the open interval \(0, 1\)"),
+                      ({"q": torch.tensor([0.0, 0.5, 0.9])}, ValueError, r"q must lie in the open interval \(0, 1\)"),
+                      ({"q": True}, TypeError, "q must be a float in"),
+                      ({"q": torch.full((3, 3), 0.5)}, ValueError, r"got a tensor of shape \(3, 3\)")]),
     Case(lossbook.quantile_loss, residuals, {"q": torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)}, "q=tensor",
          gradgrad=False),
+    Case(lossbook.quantile_loss,  # the shape rule: K predictions (N, K) against one target (N,) each
+         lambda n, **kw: (lambda pair: Inputs((pair.tensors[0], pair.tensors[1][:, 0].clone()), (0, 1), (n, 3)))(
+             residuals(n, **kw)),
+         {"q": torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)}, "q=tensor,target=(N,)", gradgrad=False),
     # Part II: classification
-    Case(lossbook.cross_entropy, class_logits),
+    Case(lossbook.cross_entropy, class_logits,
+         bad_options=[({"label_smoothing": -0.1}, ValueError, "label_smoothing must be a non-negative number"),
+                      ({"label_smoothing": "0.1"}, TypeError, "label_smoothing must be a number, got str"),
+                      ({"weight": torch.ones(CLASSES, dtype=torch.long)}, TypeError,
+                       "weight must be a floating-point tensor, got dtype torch.int64"),
+                      ({"reduction": "batchmean"}, ValueError, "reduction must be one of 'none', 'mean', 'sum'")]),
     Case(lossbook.cross_entropy, _with(class_logits, ignore=True, spatial=(2,)),
          {"weight": CLASS_WEIGHT, "label_smoothing": 0.1}, "weighted,ignore,smoothing,spatial", mean_of_none=False,
          bad_options=[({"label_smoothing": 1.5}, ValueError, "label_smoothing must be in")]),
+    # int32 indices (converted for PyTorch's kernel), class weights of both signs: the mean's
+    # divisor sum_i w_{y_i} computed outside the kernel
+    Case(lossbook.cross_entropy,
+         lambda n, **kw: (lambda i: Inputs((i.tensors[0], i.tensors[1].int()), i.differentiable, i.none_shape))(
+             class_logits(n, **kw)),
+         {"weight": torch.tensor([1.0, -0.5, 2.0, 0.5, 1.5], dtype=torch.float64), "ignore_index": None},
+         "int32,negative weight,ignore_index=None", mean_of_none=False),
+    Case(lossbook.cross_entropy, _with(class_logits, ignore=True), {"label_smoothing": 0.1}, "ignore,smoothing",
+         mean_of_none=False),
     Case(lossbook.cross_entropy, class_probabilities, {"label_smoothing": 0.2}, "probabilities"),
-    Case(lossbook.binary_cross_entropy_with_logits, binary_logits),
+    Case(lossbook.cross_entropy, class_probabilities, {"weight": CLASS_WEIGHT}, "probabilities,weighted"),
+    Case(lossbook.binary_cross_entropy_with_logits, binary_logits,
+         bad_options=[({"weight": 2.0}, TypeError, "weight must be a torch.Tensor, got float"),
+                      ({"pos_weight": torch.ones(3, dtype=torch.long)}, TypeError,
+                       "pos_weight must be a floating-point tensor, got dtype torch.int64")]),
     Case(lossbook.binary_cross_entropy_with_logits, soft_binary_logits,
          {"pos_weight": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)}, "pos_weight,soft"),
+    Case(lossbook.binary_cross_entropy_with_logits, binary_logits,
+         {"weight": torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64), "pos_weight": torch.tensor([4.0], dtype=torch.float64)},
+         "weight,pos_weight"),
     Case(lossbook.logistic_loss, sign_margins),
     Case(lossbook.hinge_loss, sign_margins, {"margin": 1.0}, gradgrad=False,
-         bad_options=[({"margin": -1.0}, ValueError, "margin must be a non-negative number")]),
-    Case(lossbook.hinge_loss, sign_margins, {"squared": True}, "squared", gradgrad=False),
+         bad_options=[({"margin": -1.0}, ValueError, "margin must be a non-negative number"),
+                      ({"margin": float("nan")}, ValueError, "margin must be a non-negative number, got nan"),
+                      ({"squared": 1}, TypeError, "squared must be True or False, got 1")]),
+    Case(lossbook.hinge_loss, sign_margins, {"squared": True, "margin": 0.5}, "squared,margin=0.5", gradgrad=False),
     Case(lossbook.multiclass_hinge_loss, class_logits, {}, "weston_watkins", gradgrad=False,
-         bad_options=[({"p": 3}, ValueError, "p must be 1 or 2"), ({"mode": "ovr"}, ValueError, "mode must be one of")]),
+         bad_options=[({"p": 3}, ValueError, "p must be 1 or 2"), ({"mode": "ovr"}, ValueError, "mode must be one of"),
+                      ({"margin": -1.0}, ValueError, "margin must be a non-negative number"),
+                      ({"weight": torch.ones(CLASSES, dtype=torch.long)}, TypeError,
+                       "weight must be a floating-point tensor")]),
+    Case(lossbook.multiclass_hinge_loss, _with(class_logits, spatial=(2,)),
+         {"weight": CLASS_WEIGHT, "p": 2, "margin": 0.5}, "weston_watkins,weighted,p=2,spatial", gradgrad=False),
     Case(lossbook.multiclass_hinge_loss, class_logits, {"mode": "crammer_singer", "p": 2}, "crammer_singer", gradgrad=False),
-    Case(lossbook.exponential_loss, sign_margins, half_finite_grad=False),
+    Case(lossbook.multiclass_hinge_loss, _with(class_logits, spatial=(2,)),
+         {"mode": "crammer_singer", "weight": CLASS_WEIGHT}, "crammer_singer,weighted,spatial", gradgrad=False),
+    # Margins within +-50: sign_margins' extreme scores reach +-150, and e^150 overflows float32
+    # too (the loss is inf there by design); float16 cannot hold the gradient e^50 / N.
+    Case(lossbook.exponential_loss,
+         lambda n, **kw: (lambda i: Inputs((i.tensors[0].clamp(-50, 50), i.tensors[1]), i.differentiable, i.none_shape))(
+             sign_margins(n, **kw)),
+         half_finite_grad=False),
     Case(lossbook.kl_div, log_probabilities, mean_of_none=True,
-         bad_options=[({"reduction": "avg"}, ValueError, "reduction must be one of")]),
+         bad_options=[({"reduction": "avg"}, ValueError, "reduction must be one of 'none', 'batchmean', 'mean', 'sum'"),
+                      ({"log_target": 1}, TypeError, "log_target must be True or False, got 1")]),
     Case(lossbook.kl_div, _with(log_probabilities, log_target=True), {"log_target": True}, "log_target"),
+    # exact zeros in the target (class 1): the masked form; the target is not perturbed (p < 0 is refused)
+    Case(lossbook.kl_div,
+         lambda n, **kw: (lambda i: Inputs((i.tensors[0], i.tensors[1] * (torch.arange(CLASSES, device=i.tensors[1].device) != 1)),
+                                           (0,), i.none_shape))(log_probabilities(n, **kw)),
+         {"reduction": "sum"}, "zeros"),
     Case(lossbook.distillation_loss, two_logits, {"temperature": 2.0}, mean_of_none=False,
-         bad_options=[({"temperature": 0.0}, ValueError, "temperature must be a positive number")]),
+         bad_options=[({"temperature": 0.0}, ValueError, "temperature must be a positive number"),
+                      ({"temperature": "4"}, TypeError, "temperature must be a number, got str"),
+                      ({"reduction": "elementwise"}, ValueError, "reduction must be one of 'none', 'batchmean'")]),
+    # a class the teacher masks out (logit -inf): p = 0 there, and the loss stays finite
+    Case(lossbook.distillation_loss,
+         lambda n, **kw: (lambda i: Inputs((i.tensors[0], i.tensors[1].index_fill(1, torch.tensor([0], device=i.tensors[1].device), -torch.inf)),
+                                           i.differentiable, i.none_shape))(two_logits(n, **kw)),
+         {"temperature": 0.5}, "masked teacher", mean_of_none=False),
     Case(lossbook.focal_loss, class_logits, {"gamma": 2.0},
-         bad_options=[({"gamma": -1.0}, ValueError, "gamma must be a non-negative number")]),
+         bad_options=[({"gamma": -1.0}, ValueError, "gamma must be a non-negative number"),
+                      ({"alpha": -0.25}, ValueError, "alpha must be a non-negative number"),
+                      ({"alpha": torch.ones(CLASSES, dtype=torch.long)}, TypeError, "alpha must be a floating-point tensor"),
+                      ({"weight": [1.0] * CLASSES}, TypeError, "weight must be a torch.Tensor, got list"),
+                      ({"ignore_index": -1.5}, TypeError, "ignore_index must be an int, got float")]),
     Case(lossbook.focal_loss, _with(class_logits, ignore=True), {"gamma": 1.0, "alpha": CLASS_WEIGHT / 2, "weight": CLASS_WEIGHT},
          "alpha,weight,ignore", mean_of_none=False),
+    Case(lossbook.focal_loss, _with(class_logits, spatial=(3,)), {"gamma": 0.5, "alpha": 0.25}, "gamma=0.5,alpha=number,spatial"),
     Case(lossbook.sigmoid_focal_loss, binary_logits,
-         bad_options=[({"alpha": 2.0}, ValueError, "alpha must be in")]),
+         bad_options=[({"alpha": 2.0}, ValueError, "alpha must be in"),
+                      ({"alpha": -0.5}, ValueError, "alpha must be in"),
+                      ({"gamma": -1.0}, ValueError, "gamma must be a non-negative number"),
+                      ({"gamma": "2"}, TypeError, "gamma must be a number, got str")]),
     Case(lossbook.sigmoid_focal_loss, soft_binary_logits, {"alpha": None, "gamma": 0.5}, "soft,gamma=0.5"),
+    Case(lossbook.sigmoid_focal_loss, binary_logits, {"alpha": -1, "gamma": 0.0}, "alpha=-1,gamma=0"),
     # Part III: detection
     Case(lossbook.iou_loss, boxes, {}, "linear", gradgrad=False,
-         bad_options=[({"mode": "square"}, ValueError, "mode must be")]),
-    Case(lossbook.iou_loss, boxes, {"mode": "log"}, "log", gradgrad=False),
+         bad_options=[({"mode": "square"}, ValueError, "mode must be 'linear' or 'log'"),
+                      ({"eps": -1e-7}, ValueError, "eps must be a non-negative number")]),
+    Case(lossbook.iou_loss, boxes, {"mode": "log", "eps": 1e-5}, "log", gradgrad=False),
     Case(lossbook.giou_loss, boxes, gradgrad=False, bad_options=[({"eps": -1.0}, ValueError, "eps must be")]),
-    Case(lossbook.diou_loss, boxes, gradgrad=False),
-    Case(lossbook.ciou_loss, boxes, gradgrad=False),
+    Case(lossbook.diou_loss, boxes, {"eps": 1e-5}, gradgrad=False,
+         bad_options=[({"eps": "1e-7"}, TypeError, "eps must be a number, got str")]),
+    Case(lossbook.ciou_loss, boxes, gradgrad=False, gradcheck=False,  # alpha held constant: see Case.gradcheck
+         bad_options=[({"eps": -1.0}, ValueError, "eps must be a non-negative number")]),
     Case(lossbook.quality_focal_loss, dense_detection, {"beta": 2.0},
-         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number")]),
+         bad_options=[({"beta": -1.0}, ValueError, "beta must be a non-negative number"),
+                      ({"beta": "2"}, TypeError, "beta must be a number, got str")]),
+    Case(lossbook.quality_focal_loss, dense_detection, {"beta": 0.5}, "beta=0.5"),
     Case(lossbook.dr_loss, ranking_labels, {}, mean_of_none=False, gradgrad=False,
-         bad_options=[({"tau": 0.0}, ValueError, "tau must be a positive number")]),
+         bad_options=[({"tau": 0.0}, ValueError, "tau must be a positive number"),
+                      ({"pos_lambda": -1.0}, ValueError, "pos_lambda must be a positive number"),
+                      ({"neg_lambda": 0.0}, ValueError, "neg_lambda must be a positive number"),
+                      ({"L": 0.0}, ValueError, "L must be a positive number"),
+                      ({"margin": -0.5}, ValueError, "margin must be a non-negative number")]),
+    Case(lossbook.dr_loss, ranking_labels, {"pos_lambda": 0.3, "neg_lambda": 0.05, "L": 2.0, "tau": 1.0, "margin": 0.0},
+         "options", mean_of_none=False, gradgrad=False),
+    Case(lossbook.dr_loss, _with(ranking_labels, candidates=6), {"neg_lambda": 0.01}, "batched,neg_lambda=0.01",
+         mean_of_none=False, gradgrad=False),
 ]
 
 

@@ -3,12 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import margin_loss
+from lossbook.classification.logistic import _negative_margins, _reduce
 from lossbook.conventions.modules import nn_module
-
-
-def _exp_neg(margin: Tensor) -> Tensor:
-    return torch.exp(-margin)
 
 
 @nn_module("ExponentialLoss", oracle="NumPy float64 transcription")
@@ -53,7 +49,7 @@ def exponential_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") 
         >>> exponential_loss(torch.tensor([-50.0], dtype=torch.float16), torch.tensor([1]))
         tensor(5.1847e+21)
     """
-    return margin_loss(input, target, _exp_neg, reduction=reduction)
+    return _reduce(torch.exp(_negative_margins(input, target, reduction)), reduction)
 
 
 __all__ = [

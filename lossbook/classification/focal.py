@@ -7,8 +7,8 @@ from torch import Tensor
 from lossbook.conventions.anatomy import (
     check_class_vector,
     check_floating,
-    check_probabilities,
     check_positive,
+    check_probabilities,
     check_reduction,
     check_same_shape,
     class_indices,
@@ -18,7 +18,65 @@ from lossbook.conventions.anatomy import (
 from lossbook.conventions.modules import nn_module
 
 
-@nn_module("FocalLoss", oracle="torch.nn.functional.cross_entropy (gamma = 0), properties in gamma")
+def _zero_safe_pow(base: Tensor, exponent: float) -> Tensor:
+    r"""``base ** exponent`` for a non-negative ``base``, safe at 0: a base below the
+    smallest normal number of its dtype (``tiny``) counts as ``tiny``, and the gradient is 0
+    up to ``tiny``.
+
+    The derivative :math:`e\, b^{e - 1}` of a power with :math:`e < 1` is infinite at
+    :math:`b = 0`, and autograd multiplies it by the zero derivative of a ``base`` that
+    underflowed: NaN. The modulating factors :math:`(1 - p_t)^\gamma` of the focal losses
+    and :math:`|y - \sigma|^\beta` of the quality focal loss (Part III) are this power;
+    their bases underflow only for examples the model already gets right, whose cross
+    entropy (which the factor multiplies) is as small, so the loss changes by less than
+    ``tiny`` (:math:`10^{-38}` in float32).
+
+    Examples:
+        >>> base = torch.tensor([0.25, 1e-45, 0.0], requires_grad=True)
+        >>> power = _zero_safe_pow(base, 2.0)
+        >>> power.sum().backward()
+        >>> power.detach(), base.grad
+        (tensor([0.0625, 0.0000, 0.0000]), tensor([0.5000, 0.0000, 0.0000]))
+    """
+    return base.clamp(min=torch.finfo(base.dtype).tiny).pow(exponent)
+
+
+def _binary_cross_entropy_with_logits(input: Tensor, target: Tensor) -> Tensor:
+    r"""Per-element :math:`-t \log\sigma(x) - (1 - t)\log(1 - \sigma(x))` of logits ``input``
+    and targets ``target`` in [0, 1] (hard or soft), as
+    :math:`\operatorname{lerp}(\operatorname{softplus}(x), \operatorname{softplus}(-x), t)`:
+    no logit overflows it, and a hard target (0 or 1) gets one softplus exactly, to full
+    relative precision. (PyTorch's fused kernel computes :math:`(1 - t)x - \log\sigma(x)`,
+    which cancels for a confident negative: 0 instead of :math:`4.1 \cdot 10^{-8}` at
+    :math:`x = -17`, :math:`t = 0` in float32.)
+
+    Examples:
+        >>> _binary_cross_entropy_with_logits(torch.tensor([-17.0, 0.0]), torch.tensor([0.0, 0.5]))
+        tensor([4.1399e-08, 6.9315e-01])
+    """
+    return torch.lerp(F.softplus(input), F.softplus(-input), target)
+
+
+def _check_focal_options(gamma: float, alpha: float | Tensor | None, weight: Tensor | None, ignore_index: int) -> None:
+    """The options of :func:`focal_loss` that need no input (the class vectors' shapes do)."""
+    check_positive(gamma, "gamma", allow_zero=True)
+    if isinstance(alpha, Tensor):
+        check_floating(alpha, "alpha")
+    elif alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TypeError(f"alpha must be None, a number or a tensor of shape (C,), got {type(alpha).__name__}")
+        check_positive(alpha, "alpha", allow_zero=True)
+    if weight is not None:
+        check_floating(weight, "weight")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+
+
+@nn_module(
+    "FocalLoss",
+    oracle="torch.nn.functional.cross_entropy (gamma = 0), properties in gamma",
+    check=_check_focal_options,
+)
 def focal_loss(
     input: Tensor,
     target: Tensor,
@@ -35,14 +93,16 @@ def focal_loss(
         \ell_i = -\alpha_{y_i} \, w_{y_i} \, (1 - p_{i, y_i})^{\gamma} \log p_{i, y_i},
         \qquad p_i = \operatorname{softmax}(x_i)
 
-    computed from ``log_softmax``, with :math:`1 - p = -\operatorname{expm1}(\log p)`.
+    computed from the cross entropy :math:`-\log p_{i, y_i}` (PyTorch's fused kernel),
+    with :math:`1 - p = -\operatorname{expm1}(\log p)`, exact near :math:`p = 1`.
     With ``gamma=0`` and ``alpha=None`` it is :func:`torch.nn.functional.cross_entropy`
     with the same ``weight``, ``ignore_index`` and ``reduction``.
 
     Args:
         input: logits of shape ``(N, C)`` or ``(N, C, d1, ...)``, floating point.
-        target: class indices of shape ``(N,)`` or ``(N, d1, ...)``, an integer tensor,
-            each in ``[0, C)`` or equal to ``ignore_index``.
+        target: class indices of shape ``(N,)`` or ``(N, d1, ...)``, a tensor of any
+            integer dtype (``uint8`` to ``int64``), each in ``[0, C)`` or equal to
+            ``ignore_index``.
         gamma: the focusing parameter :math:`\gamma \ge 0`; 0 gives cross entropy.
         alpha: ``None`` (no factor); a number ``>= 0``, one factor for every class, which
             only rescales the loss; or a tensor of shape ``(C,)`` of per-class factors,
@@ -65,7 +125,9 @@ def focal_loss(
     Raises:
         ValueError: if ``gamma`` or a number ``alpha`` is negative, if ``alpha`` or
             ``weight`` is not of shape ``(C,)``, or for the shapes and class indices
-            refused by :func:`lossbook.class_indices`.
+            refused by :func:`lossbook.conventions.anatomy.class_indices`.
+        TypeError: if ``alpha`` or ``weight`` is not floating point, or ``ignore_index``
+            is not an int.
 
     Reference:
         Lin, Goyal, Girshick, He and Dollár, *Focal Loss for Dense Object Detection*,
@@ -81,9 +143,7 @@ def focal_loss(
         >>> focal_loss(logits, target, alpha=torch.tensor([0.25, 1.0, 1.0]), reduction="none")
         tensor([0.0010, 0.6821, 0.0008])
     """
-    check_positive(gamma, "gamma", allow_zero=True)
-    if alpha is not None and not isinstance(alpha, Tensor):
-        check_positive(alpha, "alpha", allow_zero=True)
+    _check_focal_options(gamma, alpha, weight, ignore_index)
     check_reduction(reduction)
     safe, valid = class_indices(input, target, ignore_index)
     classes = input.shape[1]
@@ -92,26 +152,30 @@ def focal_loss(
     if weight is not None:
         check_class_vector(weight, "weight", classes)
     (input,) = upcast(input)
-    log_p = input.log_softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
-    loss = -log_p
+    loss = F.cross_entropy(input, safe, reduction="none")  # -log p_y; ignored positions read class 0
     if gamma != 0:
-        complement = -torch.expm1(log_p)  # 1 - p_y, exact near p_y = 1
-        # where 1 - p_y is (close to) 0 the factor is 0; keeping 0 out of pow keeps
-        # gamma * 0 ** (gamma - 1) = inf out of the gradient for gamma < 1
-        normal = complement >= torch.finfo(complement.dtype).tiny
-        factor = torch.where(normal, complement, 1.0).pow(gamma)
-        loss = loss * torch.where(normal, factor, 0.0)
+        loss = loss * _zero_safe_pow(-torch.expm1(-loss), gamma)  # (1 - p_y) ** gamma
     if isinstance(alpha, Tensor):
         loss = loss * alpha.to(loss.dtype)[safe]
     elif alpha is not None:
         loss = loss * alpha
-    counted = valid.to(loss.dtype)
-    if weight is not None:
-        counted = counted * weight.to(loss.dtype)[safe]
+    counted = valid.to(loss.dtype) if weight is None else torch.where(valid, weight.to(loss.dtype)[safe], 0.0)
     return reduce_loss(loss, reduction, counted)
 
 
-@nn_module("SigmoidFocalLoss", oracle="torchvision.ops.sigmoid_focal_loss")
+def _check_sigmoid_focal_options(alpha: float | None, gamma: float) -> None:
+    """The options of :func:`sigmoid_focal_loss`."""
+    if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TypeError(
+                f"alpha must be a number in [0, 1], or -1 or None for no weighting, got {type(alpha).__name__}"
+            )
+        if alpha != -1 and not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], or -1 or None for no weighting, got {alpha}")
+    check_positive(gamma, "gamma", allow_zero=True)
+
+
+@nn_module("SigmoidFocalLoss", oracle="torchvision.ops.sigmoid_focal_loss", check=_check_sigmoid_focal_options)
 def sigmoid_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -127,9 +191,10 @@ def sigmoid_focal_loss(
         \qquad p = \sigma(x_i), \quad p_t = t_i p + (1 - t_i)(1 - p),
         \quad \alpha_t = \alpha t_i + (1 - \alpha)(1 - t_i)
 
-    which is :math:`-\alpha_t (1 - p_t)^\gamma \log p_t` for hard targets. Computed from
-    log-sigmoids: :math:`1 - p_t = t\sigma(-x) + (1 - t)\sigma(x)` has no cancellation,
-    and where it underflows its logarithm is :math:`\log\sigma(\mp x)`, so logits of any
+    which is :math:`-\alpha_t (1 - p_t)^\gamma \log p_t` for hard targets. The cross
+    entropy is a softplus of the logit, and :math:`1 - p_t = t\sigma(-x) + (1 - t)\sigma(x)`
+    has no cancellation; where it underflows (a hard target and :math:`|x| \gtrsim 87` in
+    float32) the power is zero-safe, with a zero gradient instead of NaN, so logits of any
     size give finite losses and gradients, in half precision too.
 
     Args:
@@ -168,29 +233,18 @@ def sigmoid_focal_loss(
         >>> sigmoid_focal_loss(logits, target, alpha=None, gamma=0.0), F.binary_cross_entropy_with_logits(logits, target)
         (tensor(0.5885), tensor(0.5885))
     """
-    if alpha is not None and alpha != -1:
-        check_positive(alpha, "alpha", allow_zero=True)
-        if alpha > 1:
-            raise ValueError(f"alpha must be in [0, 1], or -1 or None for no weighting, got {alpha}")
-    check_positive(gamma, "gamma", allow_zero=True)
+    _check_sigmoid_focal_options(alpha, gamma)
+    check_reduction(reduction)
     check_floating(input, "input")
     check_probabilities(target)
     check_same_shape(input, target)
-    check_reduction(reduction)
     input, target = upcast(input, target)
-    log_p, log_q = F.logsigmoid(input), F.logsigmoid(-input)  # log p and log(1 - p)
-    loss = target * -log_p + (1 - target) * -log_q  # binary cross entropy, no cancellation
+    loss = _binary_cross_entropy_with_logits(input, target)
     if gamma != 0:
-        complement = target * torch.sigmoid(-input) + (1 - target) * torch.sigmoid(input)  # 1 - p_t
-        normal = complement >= torch.finfo(complement.dtype).tiny
-        log_complement = torch.where(
-            normal,
-            torch.log(torch.where(normal, complement, 1.0)),
-            torch.where(target > 0.5, log_q, log_p),  # 1 - p_t underflowed: its log-sigmoid
-        )
-        loss = loss * torch.exp(gamma * log_complement)
+        complement = torch.lerp(torch.sigmoid(input), torch.sigmoid(-input), target)  # 1 - p_t, (8)
+        loss = loss * _zero_safe_pow(complement, gamma)
     if alpha is not None and alpha != -1:
-        loss = loss * (alpha * target + (1 - alpha) * (1 - target))
+        loss = loss * ((2 * alpha - 1) * target + (1 - alpha))  # alpha_t
     return reduce_loss(loss, reduction)
 
 

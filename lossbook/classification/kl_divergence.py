@@ -8,14 +8,24 @@ from torch import Tensor
 from lossbook.conventions.anatomy import (
     check_floating,
     check_positive,
+    check_range,
     check_reduction,
     check_same_shape,
+    compute_dtype,
     reduce_loss,
     upcast,
+    values_checked,
 )
 from lossbook.conventions.modules import nn_module
 
 _KL_REDUCTIONS = ("none", "batchmean", "mean", "sum")
+
+
+def _check_kl_options(log_target: bool, reduction: str) -> None:
+    """The options of :func:`kl_div`, checked at every call and when the module is built."""
+    check_reduction(reduction, allowed=_KL_REDUCTIONS)
+    if not isinstance(log_target, bool):
+        raise TypeError(f"log_target must be True or False, got {log_target!r}")
 
 
 def _reduce_kl(loss: Tensor, reduction: str, batch_size: int) -> Tensor:
@@ -25,7 +35,7 @@ def _reduce_kl(loss: Tensor, reduction: str, batch_size: int) -> Tensor:
     return reduce_loss(loss, reduction)
 
 
-@nn_module("KLDivLoss", oracle="torch.nn.functional.kl_div, scipy.special.rel_entr")
+@nn_module("KLDivLoss", oracle="torch.nn.functional.kl_div, scipy.special.rel_entr", check=_check_kl_options)
 def kl_div(input: Tensor, target: Tensor, *, log_target: bool = False, reduction: str = "batchmean") -> Tensor:
     r"""Kullback-Leibler divergence :math:`\operatorname{KL}(p \,\|\, q)` of a target ``p`` from a model ``q``.
 
@@ -86,31 +96,41 @@ def kl_div(input: Tensor, target: Tensor, *, log_target: bool = False, reduction
     check_floating(input, "input")
     check_floating(target, "target")
     check_same_shape(input, target)
-    check_reduction(reduction, allowed=_KL_REDUCTIONS)
-    if not isinstance(log_target, bool):
-        raise TypeError(f"log_target must be True or False, got {log_target!r}")
-    if not log_target and target.device.type == "cpu" and target.numel():
-        negative = target < 0
-        if negative.any():
-            raise ValueError(
-                f"target must hold probabilities >= 0, got {target[negative][0].item():.6g}; "
-                "for log-probabilities pass log_target=True"
+    _check_kl_options(log_target, reduction)
+    zeros = True  # whether the target may hold p = 0 (log p = -inf)
+    if not log_target and target.numel() and values_checked(target):
+        smallest = target.min().item()  # one pass checks the sign and finds the zeros
+        if smallest < 0:
+            check_range(
+                target,
+                0,
+                math.inf,
+                lambda value: f"target must hold probabilities >= 0, got {value:.6g}; "
+                "for log-probabilities pass log_target=True",
             )
-    input, target = upcast(input, target)
+        zeros = smallest == 0
+    dtype = compute_dtype(input, target)
+    if input.dtype != dtype or target.dtype != dtype:
+        input, target = input.to(dtype), target.to(dtype)
+    # Where p = 0 the term is 0: the factors that would be infinite there are masked before
+    # the product, so neither the value nor either gradient ever sees 0 * inf.
     if log_target:
-        absent = target == -math.inf
-        probability = target.exp()
-        log_probability = target.masked_fill(absent, 0.0)
-    else:
+        loss = target.exp() * (target - input).masked_fill(target == -math.inf, 0.0)
+    elif zeros:
         absent = target == 0
-        probability = target
-        log_probability = torch.where(absent, torch.ones_like(target), target).log()
-    # Where p = 0 the term is 0 * (0 - 0): no 0 * inf in the value, none in either gradient.
-    loss = probability * (log_probability - input.masked_fill(absent, 0.0))
+        loss = torch.xlogy(target, target.masked_fill(absent, 1.0)) - target * input.masked_fill(absent, 0.0)
+    else:  # checked: no zero in the target, nothing to mask
+        loss = target * (target.log() - input)
     return _reduce_kl(loss, reduction, input.shape[0] if input.dim() else 1)
 
 
-@nn_module("DistillationLoss", oracle="NumPy float64 transcription")
+def _check_distillation_options(temperature: float, reduction: str) -> None:
+    """The options of :func:`distillation_loss`, checked at every call and when the module is built."""
+    check_positive(temperature, "temperature")
+    check_reduction(reduction, allowed=_KL_REDUCTIONS)
+
+
+@nn_module("DistillationLoss", oracle="NumPy float64 transcription", check=_check_distillation_options)
 def distillation_loss(
     student_logits: Tensor, teacher_logits: Tensor, *, temperature: float, reduction: str = "batchmean"
 ) -> Tensor:
@@ -134,7 +154,9 @@ def distillation_loss(
 
     Args:
         student_logits: student logits :math:`s`, floating point, shape ``(N, C, *)``.
-        teacher_logits: teacher logits :math:`t`, the same shape (never broadcast).
+        teacher_logits: teacher logits :math:`t`, the same shape (never broadcast). A
+            logit of ``-inf`` masks a class out (:math:`p^T = 0` there): it adds 0 to
+            the loss and nothing to either gradient, as in :func:`kl_div`.
         temperature: :math:`T > 0`, required: there is no value right for every
             teacher and student (Hinton et al. used 20 for a large student on MNIST and
             found 2.5 to 4 best for a very small one).
@@ -164,7 +186,7 @@ def distillation_loss(
         >>> distillation_loss(student, student + 5.0, temperature=2.0)  # shift invariant
         tensor(0.)
     """
-    check_positive(temperature, "temperature")
+    _check_distillation_options(temperature, reduction)
     check_floating(student_logits, "student_logits")
     check_floating(teacher_logits, "teacher_logits")
     check_same_shape(student_logits, teacher_logits, names=("student_logits", "teacher_logits"))
@@ -172,11 +194,13 @@ def distillation_loss(
         raise ValueError(
             f"student_logits and teacher_logits must have shape (N, C, *), got {tuple(student_logits.shape)}"
         )
-    check_reduction(reduction, allowed=_KL_REDUCTIONS)
     student, teacher = upcast(student_logits, teacher_logits)
     log_q = torch.log_softmax(student / temperature, dim=1)
     log_p = torch.log_softmax(teacher / temperature, dim=1)
-    per_position = temperature**2 * (log_p.exp() * (log_p - log_q)).sum(dim=1)
+    # A class the teacher masks out (logit -inf) has p = 0 and adds 0, as in kl_div: its
+    # log p - log q is masked before the product, never 0 * (-inf).
+    terms = log_p.exp() * (log_p - log_q).masked_fill(log_p == -math.inf, 0.0)
+    per_position = temperature**2 * terms.sum(dim=1)
     return _reduce_kl(per_position, reduction, student.shape[0])
 
 

@@ -9,30 +9,31 @@ from torch import Tensor
 from lossbook.conventions.anatomy import (
     check_floating,
     check_positive,
+    check_range,
     check_reduction,
     reduce_loss,
     upcast,
 )
 from lossbook.conventions.modules import nn_module
 
-__all__ = ["dr_loss"]
-
 
 def _robust_expectation(values: Tensor, scores: Tensor, mask: Tensor, temperature: float) -> Tensor:
     """``sum_j q_j values_j`` over the last dim with ``q = softmax(scores / temperature)``
-    restricted to ``mask``; 0 where the mask is empty. Max-shifted, so no overflow."""
-    if values.shape[-1] == 0:  # no candidates at all (a shape, not a value: no sync)
-        return values.sum(-1)
-    z = scores / temperature
-    shift = torch.where(mask, z, torch.full_like(z, -math.inf)).amax(-1, keepdim=True).detach()
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    e = torch.where(mask, torch.exp(torch.where(mask, z - shift, torch.zeros_like(z))), torch.zeros_like(z))
-    total = e.sum(-1, keepdim=True)
-    q = e / torch.where(total > 0, total, torch.ones_like(total))
-    return (q * values).sum(-1)
+    restricted to ``mask``; 0 where the mask is empty. The softmax shifts by the maximum,
+    so nothing overflows; masked entries get the most negative number, whose weight is
+    exactly 0 (and whose gradient is 0)."""
+    z = (scores / temperature).masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return (torch.softmax(z, dim=-1) * values).sum(-1) * mask.any(-1)
 
 
-@nn_module("DRLoss", oracle="NumPy transcription of the official SigmoidDRLoss")
+def _check_dr_options(pos_lambda: float, neg_lambda: float, L: float, tau: float, margin: float) -> None:
+    """The options of :func:`dr_loss`."""
+    for value, name in [(pos_lambda, "pos_lambda"), (neg_lambda, "neg_lambda"), (L, "L"), (tau, "tau")]:
+        check_positive(value, name)
+    check_positive(margin, "margin", allow_zero=True)
+
+
+@nn_module("DRLoss", oracle="NumPy transcription of the official SigmoidDRLoss", check=_check_dr_options)
 def dr_loss(
     input: Tensor,
     target: Tensor,
@@ -65,8 +66,12 @@ def dr_loss(
         input: logits of shape ``(N, C)`` (one ranking problem) or ``(B, N, C)`` (``B``
             problems, e.g. one per image), floating point (not probabilities).
         target: integer labels of shape ``(N,)`` or ``(B, N)``: ``1..C`` foreground
-            (class ``c`` is column ``c - 1``), ``0`` background, ``-1`` ignored. Values
-            are range-checked on CPU; on CUDA a wrong label is not detected.
+            (class ``c`` is column ``c - 1``), ``0`` background, ``-1`` ignored. Any
+            integer dtype; an unsigned one (``uint8``) cannot hold ``-1`` (it wraps to
+            255), so ignored candidates need a signed dtype. Values are range-checked in
+            eager mode on CPU tensors (see
+            :func:`~lossbook.conventions.anatomy.values_checked`); on CUDA a wrong label is
+            not detected.
         pos_lambda: temperature :math:`\lambda_+ > 0` of the positives' weights.
         neg_lambda: temperature :math:`\lambda_- > 0` of the negatives' weights; the
             default :math:`0.1/\log 3.5` makes a negative 0.1 higher in probability weigh
@@ -96,9 +101,7 @@ def dr_loss(
         tensor([0.3730, 0.3730, 0.3730])
     """
     check_floating(input, "input")
-    for value, name in [(pos_lambda, "pos_lambda"), (neg_lambda, "neg_lambda"), (L, "L"), (tau, "tau")]:
-        check_positive(value, name)
-    check_positive(margin, "margin", allow_zero=True)
+    _check_dr_options(pos_lambda, neg_lambda, L, tau, margin)
     check_reduction(reduction)
     if not isinstance(target, Tensor):
         raise TypeError(f"target must be a torch.Tensor of labels, got {type(target).__name__}")
@@ -112,26 +115,28 @@ def dr_loss(
             f"{tuple(input.shape)}, got {tuple(target.shape)}"
         )
     classes = input.shape[-1]
-    if target.device.type == "cpu" and target.numel():
-        wrong = (target < -1) | (target > classes)
-        if wrong.any():
-            raise ValueError(
-                f"target holds label {target[wrong][0].item()}, but labels must be -1 (ignored), "
-                f"0 (background) or 1..{classes} (classes, 1-based)"
-            )
+    unsigned = not target.dtype.is_signed
+    hint = f" ({target.dtype} cannot hold -1: use a signed dtype to ignore candidates)" if unsigned else ""
+    target = target.long()  # uint8, int16, ...: compared with Python numbers without wrapping
+    check_range(
+        target,
+        -1,
+        classes,
+        lambda label: f"target holds label {label}, but labels must be -1 (ignored), "
+        f"0 (background) or 1..{classes} (classes, 1-based){hint}",
+    )
     (x,) = upcast(input)
-    label = target.unsqueeze(-1)
-    class_range = torch.arange(1, classes + 1, device=target.device, dtype=target.dtype)
-    positive = (label == class_range).flatten(-2)
-    negative = ((label != class_range) & (label >= 0)).flatten(-2)
+    counted = target >= 0  # (..., N): the candidates that are not ignored
+    class_range = torch.arange(1, classes + 1, device=target.device)
+    positive = target.unsqueeze(-1) == class_range  # (..., N, C)
+    negative = (counted.unsqueeze(-1) ^ positive).flatten(-2)  # counted and not positive
+    positive = positive.flatten(-2)
     p = torch.sigmoid(x).flatten(-2)
-    neg_mean = _robust_expectation(p, p, negative, neg_lambda)
+    neg_mean = _robust_expectation(p, p, negative, neg_lambda)  # 0 without negatives
     pos_mean = _robust_expectation(p, -p, positive, pos_lambda)
-    pos_mean = torch.where(positive.any(-1), pos_mean, torch.ones_like(pos_mean))
-    loss = tau * F.softplus(L * (neg_mean - pos_mean + margin)) / L
-    counted = (positive | negative).any(-1)
-    loss = torch.where(counted, loss, torch.zeros_like(loss))
-    return reduce_loss(loss, reduction, weight=counted.to(loss.dtype))
+    pos_mean = torch.where(positive.any(-1), pos_mean, 1.0)  # 1 without positives, as the official code
+    loss = tau / L * F.softplus(L * (neg_mean - pos_mean + margin))
+    return reduce_loss(loss, reduction, weight=counted.any(-1).to(loss.dtype))
 
 
 __all__ = [

@@ -18,28 +18,38 @@ from lossbook.conventions.modules import nn_module
 
 
 class _PairedBoxes(NamedTuple):
-    """What the IoU losses share, for boxes paired along the leading dimensions."""
+    """What the IoU losses share, for boxes paired along the leading dimensions (a field
+    is None when the loss did not ask for it)."""
 
     iou: Tensor  # I / (U + eps)
     union: Tensor  # U
-    enclosing_area: Tensor  # C
-    centre_distance2: Tensor  # rho^2
-    diagonal2: Tensor  # c^2
-    aspect_gap: Tensor  # atan2(w_g, h_g) - atan2(w, h)
+    enclosing_area: Tensor | None  # C
+    centre_distance2: Tensor | None  # rho^2
+    diagonal2: Tensor | None  # c^2
+    aspect_gap: Tensor | None  # atan2(w_g, h_g) - atan2(w, h)
 
 
-def _paired_boxes(input: Tensor, target: Tensor, eps: float, reduction: str) -> _PairedBoxes:
-    """Check two ``(*, 4)`` tensors of ``xyxy`` boxes and compute the shared geometry."""
+def _paired_boxes(
+    input: Tensor, target: Tensor, eps: float, *, enclosing: bool = False, centres: bool = False, aspect: bool = False
+) -> _PairedBoxes:
+    """Check two ``(*, 4)`` tensors of ``xyxy`` boxes and compute the IoU, the union and
+    what the loss asks for: the ``enclosing`` area, the ``centres``' distance and the
+    enclosing diagonal, the ``aspect`` angles. ``input`` must be floating point (it
+    carries the gradient); ``target`` may also be an integer tensor (ground-truth boxes
+    often are), converted to the compute dtype as torchvision does."""
     check_floating(input, "input")
-    check_floating(target, "target")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"target must be a floating-point or integer tensor of box coordinates, got dtype {target.dtype}"
+        )
     check_same_shape(input, target)
     if input.dim() == 0 or input.shape[-1] != 4:
         raise ValueError(
             f"input and target must hold boxes (x1, y1, x2, y2) in a last dimension of size 4, "
             f"got shape {tuple(input.shape)}"
         )
-    check_reduction(reduction)
-    check_positive(eps, "eps", allow_zero=True)
     input, target = upcast(input, target)
     x1, y1, x2, y2 = input.unbind(-1)
     a1, b1, a2, b2 = target.unbind(-1)
@@ -48,27 +58,40 @@ def _paired_boxes(input: Tensor, target: Tensor, eps: float, reduction: str) -> 
         torch.minimum(y2, b2) - torch.maximum(y1, b1)
     ).clamp(min=0)
     union = width * height + target_width * target_height - intersection
-    enclosing_width = torch.maximum(x2, a2) - torch.minimum(x1, a1)
-    enclosing_height = torch.maximum(y2, b2) - torch.minimum(y1, b1)
-    centre_distance2 = ((x1 + x2 - a1 - a2) / 2) ** 2 + ((y1 + y2 - b1 - b2) / 2) ** 2
+    enclosing_area = centre_distance2 = diagonal2 = aspect_gap = None
+    if enclosing or centres:
+        enclosing_width = torch.maximum(x2, a2) - torch.minimum(x1, a1)
+        enclosing_height = torch.maximum(y2, b2) - torch.minimum(y1, b1)
+        if enclosing:
+            enclosing_area = enclosing_width * enclosing_height
+        if centres:
+            centre_distance2 = ((x1 + x2 - a1 - a2) / 2) ** 2 + ((y1 + y2 - b1 - b2) / 2) ** 2
+            diagonal2 = enclosing_width**2 + enclosing_height**2
+    if aspect:
 
-    def angle(w: Tensor, h: Tensor) -> Tensor:
-        # atan2(w, h) = atan(w / h) for h > 0; a point box (w = h = 0) gets angle 0 and a
-        # finite gradient instead of atan2's 0 / 0.
-        point = (w == 0) & (h == 0)
-        return torch.atan2(w, torch.where(point, torch.ones_like(h), h))
+        def angle(w: Tensor, h: Tensor) -> Tensor:
+            # atan2(w, h) = atan(w / h) for h > 0; a point box (w = h = 0) gets angle 0 and a
+            # finite gradient instead of atan2's 0 / 0.
+            point = (w == 0) & (h == 0)
+            return torch.atan2(w, torch.where(point, 1.0, h))
 
-    return _PairedBoxes(
-        iou=intersection / (union + eps),
-        union=union,
-        enclosing_area=enclosing_width * enclosing_height,
-        centre_distance2=centre_distance2,
-        diagonal2=enclosing_width**2 + enclosing_height**2,
-        aspect_gap=angle(target_width, target_height) - angle(width, height),
-    )
+        aspect_gap = angle(target_width, target_height) - angle(width, height)
+    return _PairedBoxes(intersection / (union + eps), union, enclosing_area, centre_distance2, diagonal2, aspect_gap)
 
 
-@nn_module("IoULoss", oracle="torchvision.ops.box_iou")
+def _check_eps(eps: float) -> None:
+    """The option of :func:`giou_loss`, :func:`diou_loss` and :func:`ciou_loss`."""
+    check_positive(eps, "eps", allow_zero=True)
+
+
+def _check_iou_options(mode: str, eps: float) -> None:
+    """The options of :func:`iou_loss`."""
+    if mode not in ("linear", "log"):
+        raise ValueError(f"mode must be 'linear' or 'log'; got {mode!r}")
+    _check_eps(eps)
+
+
+@nn_module("IoULoss", oracle="torchvision.ops.box_iou", check=_check_iou_options)
 def iou_loss(
     input: Tensor, target: Tensor, *, mode: str = "linear", eps: float = 1e-7, reduction: str = "mean"
 ) -> Tensor:
@@ -82,8 +105,10 @@ def iou_loss(
     with :math:`I` and :math:`U` the areas of the intersection and the union.
 
     Args:
-        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``.
-        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast).
+        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``
+            (it carries the gradient: integer predictions are refused).
+        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast),
+            floating point or integer (converted to the compute dtype, as torchvision does).
         mode: ``"linear"`` for :math:`1 - \mathrm{IoU}`, ``"log"`` for :math:`-\ln \mathrm{IoU}`.
         eps: non-negative; added to the union, and the floor of the IoU inside the log
             (so disjoint boxes cost :math:`-\ln \varepsilon`, not infinity).
@@ -104,16 +129,18 @@ def iou_loss(
         >>> box, target = torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]])
         >>> iou_loss(box, target), iou_loss(box, target, mode="log")
         (tensor(0.8571), tensor(1.9459))
+        >>> iou_loss(box, torch.tensor([[1, 1, 3, 3]]))  # integer target boxes are converted
+        tensor(0.8571)
     """
-    if mode not in ("linear", "log"):
-        raise ValueError(f"mode must be 'linear' or 'log'; got {mode!r}")
-    boxes = _paired_boxes(input, target, eps, reduction)
+    _check_iou_options(mode, eps)
+    check_reduction(reduction)
+    boxes = _paired_boxes(input, target, eps)
     if mode == "linear":
         return reduce_loss(1 - boxes.iou, reduction)
     return reduce_loss(-boxes.iou.clamp(min=eps).log(), reduction)
 
 
-@nn_module("GIoULoss", oracle="torchvision.ops.generalized_box_iou_loss")
+@nn_module("GIoULoss", oracle="torchvision.ops.generalized_box_iou_loss", check=_check_eps)
 def giou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Generalized IoU loss of paired boxes.
 
@@ -123,8 +150,10 @@ def giou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
     with :math:`C` the area of the smallest box enclosing both; :math:`\ell \in [0, 2)`.
 
     Args:
-        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``.
-        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast).
+        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``
+            (it carries the gradient: integer predictions are refused).
+        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast),
+            floating point or integer (converted to the compute dtype, as torchvision does).
         eps: non-negative, added to the denominators.
         reduction: ``"none"`` (per box, shape ``(*)``), ``"mean"`` or ``"sum"``.
 
@@ -143,12 +172,14 @@ def giou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
         >>> giou_loss(box, target)
         tensor(1.0794)
     """
-    boxes = _paired_boxes(input, target, eps, reduction)
+    _check_eps(eps)
+    check_reduction(reduction)
+    boxes = _paired_boxes(input, target, eps, enclosing=True)
     penalty = (boxes.enclosing_area - boxes.union) / (boxes.enclosing_area + eps)
     return reduce_loss(1 - boxes.iou + penalty, reduction)
 
 
-@nn_module("DIoULoss", oracle="torchvision.ops.distance_box_iou_loss")
+@nn_module("DIoULoss", oracle="torchvision.ops.distance_box_iou_loss", check=_check_eps)
 def diou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Distance IoU loss of paired boxes.
 
@@ -159,8 +190,10 @@ def diou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
     diagonal of the smallest box enclosing both; :math:`\ell \in [0, 2)`.
 
     Args:
-        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``.
-        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast).
+        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``
+            (it carries the gradient: integer predictions are refused).
+        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast),
+            floating point or integer (converted to the compute dtype, as torchvision does).
         eps: non-negative, added to the denominators.
         reduction: ``"none"`` (per box, shape ``(*)``), ``"mean"`` or ``"sum"``.
 
@@ -179,11 +212,13 @@ def diou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
         >>> diou_loss(box, target)
         tensor(0.9683)
     """
-    boxes = _paired_boxes(input, target, eps, reduction)
+    _check_eps(eps)
+    check_reduction(reduction)
+    boxes = _paired_boxes(input, target, eps, centres=True)
     return reduce_loss(1 - boxes.iou + boxes.centre_distance2 / (boxes.diagonal2 + eps), reduction)
 
 
-@nn_module("CIoULoss", oracle="torchvision.ops.complete_box_iou_loss")
+@nn_module("CIoULoss", oracle="torchvision.ops.complete_box_iou_loss", check=_check_eps)
 def ciou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
     r"""Complete IoU loss of paired boxes: DIoU plus an aspect-ratio term.
 
@@ -196,8 +231,10 @@ def ciou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
     paper and in torchvision), so the gradient is that of DIoU plus :math:`\alpha \nabla v`.
 
     Args:
-        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``.
-        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast).
+        input: predicted boxes ``(x1, y1, x2, y2)``, a floating-point tensor of shape ``(*, 4)``
+            (it carries the gradient: integer predictions are refused).
+        target: target boxes, the same shape as ``input`` (paired box by box, never broadcast),
+            floating point or integer (converted to the compute dtype, as torchvision does).
         eps: non-negative, added to the denominators (in the DIoU part too); with
             ``eps=0`` a perfect box gives :math:`\alpha = 0/0` = NaN, as in torchvision.
         reduction: ``"none"`` (per box, shape ``(*)``), ``"mean"`` or ``"sum"``.
@@ -220,7 +257,9 @@ def ciou_loss(input: Tensor, target: Tensor, *, eps: float = 1e-7, reduction: st
         >>> ciou_loss(box, target), diou_loss(box, target)
         (tensor(0.9666), tensor(0.9583))
     """
-    boxes = _paired_boxes(input, target, eps, reduction)
+    _check_eps(eps)
+    check_reduction(reduction)
+    boxes = _paired_boxes(input, target, eps, centres=True, aspect=True)
     v = (4 / math.pi**2) * boxes.aspect_gap**2
     with torch.no_grad():
         alpha = v / (1 - boxes.iou + v + eps)

@@ -7,7 +7,22 @@ from lossbook.conventions.anatomy import check_positive, residual_loss
 from lossbook.conventions.modules import nn_module
 
 
-@nn_module("CharbonnierLoss", oracle="NumPy float64 transcription, scipy.special.pseudo_huber")
+def _check_charbonnier_options(eps: float) -> None:
+    check_positive(eps, "eps")
+
+
+def _charbonnier(residual: Tensor, eps: float) -> Tensor:
+    """hypot(r, eps), with the gradient sign(r) (not inf / inf) at an infinite residual."""
+    infinite = residual.isinf()
+    finite = residual.masked_fill(infinite, 0.0)
+    return torch.where(infinite, residual.abs(), torch.hypot(finite, residual.new_full((), eps)))
+
+
+@nn_module(
+    "CharbonnierLoss",
+    oracle="NumPy float64 transcription, scipy.special.pseudo_huber",
+    check=_check_charbonnier_options,
+)
 def charbonnier_loss(
     input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: str = "mean"
 ) -> Tensor:
@@ -38,12 +53,14 @@ def charbonnier_loss(
     Returns:
         The loss, in float32 for half-precision inputs and in the input dtype otherwise.
         It is computed as ``torch.hypot(r, eps)``, which neither overflows for huge
-        residuals nor loses ``eps ** 2`` to underflow for tiny ``eps``. The mean of an
-        empty tensor is 0.
+        residuals nor loses ``eps ** 2`` to underflow for tiny ``eps``. At an infinite
+        residual the loss is infinite and its gradient is ``sign(r)``, as for
+        :func:`lossbook.l1_loss`. The mean of an empty tensor is 0.
 
     Raises:
-        ValueError: if ``eps`` is not a finite positive number (and the checks of
-            :func:`lossbook.residual_loss`).
+        ValueError: if ``eps`` is not a finite positive number (also at the construction
+            of :class:`lossbook.nn.CharbonnierLoss`), and the checks of
+            :func:`lossbook.conventions.anatomy.residual_loss`.
 
     Reference:
         P. Charbonnier, L. Blanc-Féraud, G. Aubert and M. Barlaud, "Two deterministic
@@ -58,10 +75,8 @@ def charbonnier_loss(
         >>> charbonnier_loss(torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 1.0]), eps=3.0)
         tensor(4.)
     """
-    check_positive(eps, "eps")
-    return residual_loss(
-        input, target, lambda r: torch.hypot(r, r.new_full((), eps)), reduction=reduction
-    )
+    _check_charbonnier_options(eps)
+    return residual_loss(input, target, lambda r: _charbonnier(r, eps), reduction=reduction)
 
 
 __all__ = [

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import lossbook.nn
 from lossbook import quality_focal_loss, sigmoid_focal_loss
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -84,16 +83,6 @@ def test_hand_derived_gradient(beta):
     torch.testing.assert_close(autograd, by_hand)
 
 
-@pytest.mark.parametrize("beta", [0.5, 1.5, 2.0])
-def test_gradcheck(beta):
-    logits, labels, scores = random_detection(5, 3, scale=2.0, seed=4)
-    for reduction in REDUCTIONS:
-        assert torch.autograd.gradcheck(
-            lambda x, s: quality_focal_loss(x, labels, s, beta=beta, reduction=reduction),
-            (logits.requires_grad_(), scores.requires_grad_()),
-        )
-
-
 @st.composite
 def detections(draw):
     n = draw(st.integers(1, 6))
@@ -159,12 +148,6 @@ def test_bad_input():
         quality_focal_loss(x, labels, scores, beta=-1.0)
     with pytest.raises(TypeError, match="beta must be a number"):
         quality_focal_loss(x, labels, scores, beta="2")
-    with pytest.raises(ValueError, match="reduction must be one of 'none', 'mean', 'sum'; got 'avg'"):
-        quality_focal_loss(x, labels, scores, reduction="avg")
-    with pytest.raises(TypeError, match="input must be a floating-point tensor, got dtype torch.int64"):
-        quality_focal_loss(torch.zeros(4, 3, dtype=torch.long), labels, scores)
-    with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
-        quality_focal_loss([[0.0]], labels, scores)
     with pytest.raises(ValueError, match=r"input must have shape \(N, C\), got \(4,\)"):
         quality_focal_loss(torch.zeros(4), labels, scores)
     with pytest.raises(TypeError, match="labels must be an integer tensor of class indices.*torch.float32"):
@@ -181,54 +164,31 @@ def test_bad_input():
         quality_focal_loss(x, labels + 1, scores)
     with pytest.raises(ValueError, match="labels holds -1"):
         quality_focal_loss(x, labels - 1, scores)
+    with pytest.raises(ValueError, match="labels holds -1, but input has 3 classes"):
+        quality_focal_loss(x, (labels - 1).to(torch.int8), scores)  # narrow dtypes compare without wrapping
+    with pytest.raises(ValueError, match="labels holds 255, but input has 3 classes"):
+        quality_focal_loss(x, (labels - 1).to(torch.uint8), scores)  # -1 wrapped to 255: refused, and said so
     with pytest.raises(ValueError, match="scores must hold probabilities in \\[0, 1\\], got 1.5"):
         quality_focal_loss(x, labels, torch.tensor([0.5, 1.5, 0.5, 0.5]))
 
 
-def test_reductions_and_empty_mean(device):
-    logits, labels, scores = random_detection(6, 4, device=device)
-    per_anchor = quality_focal_loss(logits, labels, scores, reduction="none")
-    assert per_anchor.shape == (6,) and per_anchor.device == logits.device
-    torch.testing.assert_close(quality_focal_loss(logits, labels, scores, reduction="sum"), per_anchor.sum())
-    torch.testing.assert_close(quality_focal_loss(logits, labels, scores), per_anchor.mean())
-    empty = torch.zeros(0, 4, device=device, requires_grad=True)
-    zero = quality_focal_loss(empty, torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, device=device))
-    assert zero.item() == 0.0
-    zero.backward()
-    assert empty.grad is not None and empty.grad.shape == (0, 4)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32], ids=str)
+def test_every_integer_dtype_of_labels(dtype, device):
+    logits, labels, scores = random_detection(20, 4, seed=6, device=device)
+    expected = quality_focal_loss(logits, labels, scores, reduction="none")
+    torch.testing.assert_close(quality_focal_loss(logits, labels.to(dtype), scores, reduction="none"), expected,
+                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("beta", [0.5, 2.0])
-def test_half_precision(beta, device):
-    logits, labels, scores = random_detection(64, 5, dtype=torch.float32, scale=20.0, seed=5)
-    logits[:4] = torch.tensor([50.0, -50.0, 50.0, -50.0, 50.0])  # confident, right and wrong
-    labels[:4] = torch.tensor([0, 0, 5, 5])
-    scores[:4] = torch.tensor([1.0, 0.8, 0.0, 0.0])
-    labels, scores = labels.to(device), scores.to(device)
-    for dtype in (torch.float16, torch.bfloat16):
-        low = logits.to(dtype).to(device).requires_grad_()
-        low_scores = scores.to(dtype)
-        loss = quality_focal_loss(low, labels, low_scores, beta=beta)
-        assert loss.dtype == torch.float32 and torch.isfinite(loss)
-        single = low.detach().float().requires_grad_()
-        reference = quality_focal_loss(single, labels, low_scores.float(), beta=beta)
-        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=0)
-        unrounded = quality_focal_loss(logits.to(device), labels, scores, beta=beta)
-        torch.testing.assert_close(loss, unrounded, rtol=5e-2, atol=0)
-        loss.backward()
-        reference.backward()
-        assert low.grad.dtype == dtype and torch.isfinite(low.grad).all()
-        torch.testing.assert_close(low.grad, single.grad.to(dtype))
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
-            assert torch.isfinite(quality_focal_loss(low.detach(), labels, low_scores, beta=beta))
-
-
-def test_module(device):
-    logits, labels, scores = random_detection(4, 3, device=device)
-    for options in [{}, {"beta": 1.0, "reduction": "sum"}]:
-        module = lossbook.nn.QualityFocalLoss(**options).to(device)
-        torch.testing.assert_close(module(logits, labels, scores), quality_focal_loss(logits, labels, scores, **options))
-    assert lossbook.nn.QualityFocalLoss.__module__ == "lossbook.nn"
-    assert "quality_focal_loss" in lossbook.nn.QualityFocalLoss.__doc__
-    with pytest.raises(TypeError, match="unknown option"):
-        lossbook.nn.QualityFocalLoss(gamma=2.0)
+def test_confident_logits_keep_finite_gradients(beta, device):
+    """A background entry at logit -200, a perfect soft target, a positive at +200: the gaps
+    underflow or vanish, the zero-safe power keeps the gradient finite (beta < 1 included)."""
+    logits = torch.tensor([[-200.0, 0.0], [0.0, 200.0], [-200.0, -200.0]], device=device, requires_grad=True)
+    labels = torch.tensor([1, 1, 2], device=device)
+    scores = torch.tensor([0.5, 1.0, 0.0], device=device)
+    loss = quality_focal_loss(logits, labels, scores, beta=beta, reduction="sum")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    expected = float(np.log(2.0)) * 0.5**beta  # only entry [1, 0] (target 0 at sigma = 1/2) is not ~0
+    assert abs(loss.item() - expected) < 1e-6
