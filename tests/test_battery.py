@@ -85,6 +85,8 @@ def test_reductions_and_the_empty_mean(case, device):
 
 @cases
 def test_gradcheck(case):
+    if not case.gradcheck:
+        pytest.skip("the gradient is deliberately not the derivative of the value (Case.gradcheck)")
     inputs = case.inputs(3, seed=3)
     tensors = list(inputs.tensors)
     for index in inputs.differentiable:

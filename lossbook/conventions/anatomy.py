@@ -363,6 +363,9 @@ def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None
             f"target must have shape (N, *) = {expected} for input of shape {tuple(input.shape)}, "
             f"got {tuple(target.shape)}"
         )
+    # Any integer dtype indexes like int64 (gather takes int64 only); converting first also
+    # keeps the range check from comparing int8 labels with out-of-range Python ints.
+    target = target.long()
     classes = input.shape[1]
     check_range(
         target,
@@ -371,7 +374,6 @@ def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None
         lambda index: f"target holds class index {index}, but input has {classes} classes (indices 0 to {classes - 1})",
         allowed=ignore_index,
     )
-    target = target.long()  # uint8, int16, ... index like int64; gather takes int64 only
     if ignore_index is None:
         return target, torch.ones_like(target, dtype=torch.bool)
     valid = target != ignore_index

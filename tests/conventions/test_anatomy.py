@@ -242,10 +242,15 @@ def test_check_range_fast_path_and_ignored_values():
     check_range(torch.tensor([0.5, float("nan")]), 0, 1, message)  # NaN is not a range error
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32]
+)
 def test_class_indices_accept_every_integer_dtype(dtype):
-    safe, valid = class_indices(torch.zeros(3, 4), torch.tensor([0, 3, 2], dtype=dtype))
+    safe, valid = class_indices(torch.zeros(3, 200), torch.tensor([0, 3, 2], dtype=dtype))
     assert safe.dtype == torch.int64 and safe.tolist() == [0, 3, 2] and valid.all()
+    if dtype.is_signed:  # an int8 label with an ignored position is compared as an int8, not wrapped
+        _, valid = class_indices(torch.zeros(2, 200), torch.tensor([5, -100], dtype=dtype), ignore_index=-100)
+        assert valid.tolist() == [True, False]
 
 
 def test_class_indices_trace_without_value_checks():
