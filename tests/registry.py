@@ -296,6 +296,11 @@ CASES: list[Case] = [
          lambda n, **kw: (lambda i: Inputs((i.tensors[0], i.tensors[1].index_fill(1, torch.tensor([0], device=i.tensors[1].device), -torch.inf)),
                                            i.differentiable, i.none_shape))(two_logits(n, **kw)),
          {"temperature": 0.5}, "masked teacher", mean_of_none=False),
+    # logits (N, C, 2): the class dimension summed per position, "none" of shape (N, 2)
+    Case(lossbook.distillation_loss,
+         lambda n, **kw: (lambda a, b: Inputs(tuple(torch.stack([x, y], dim=-1) for x, y in zip(a.tensors, b.tensors)),
+                                              (0, 1), (n, 2)))(two_logits(n, **kw), two_logits(n, **{**kw, "seed": kw.get("seed", 0) + 1})),
+         {"temperature": 4.0, "reduction": "mean"}, "spatial"),
     Case(lossbook.focal_loss, class_logits, {"gamma": 2.0},
          bad_options=[({"gamma": -1.0}, ValueError, "gamma must be a non-negative number"),
                       ({"alpha": -0.25}, ValueError, "alpha must be a non-negative number"),

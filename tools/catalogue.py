@@ -177,22 +177,22 @@ def render_catalogue(found: list[Entry] | None = None) -> str:
         "catalogue",
         "Catalogue",
         "Every loss and metric of `lossbook`, one line each, generated from the package: the",
-        "function, its `nn.Module` form in `lossbook.nn`, the chapter that derives it, and the",
+        "function and its `nn.Module` form in `lossbook.nn`, the chapter that derives it, and the",
         "independent implementation the tests check it against (in float64, for every option).",
-        "Stateful losses are modules only. Signatures and docstrings are in the {doc}`api`.",
+        "Stateful losses are modules only; metrics have no module. Signatures and docstrings are",
+        "in the {doc}`api`.",
     )
     for part in by_part(entries() if found is None else found):
         if not part.entries:
             continue
         lines += ["", f"## {part.heading}", ""]
-        lines += ["| function | module in `lossbook.nn` | chapter | tested against |", "|---|---|---|---|"]
         for entry in part.entries:
-            function = f"{{{role(entry.obj)}}}`{entry.name} <lossbook.{entry.name}>`" if entry.obj is not None else "-"
+            function = f"{{{role(entry.obj)}}}`{entry.name} <lossbook.{entry.name}>`" if entry.obj is not None else None
             module = entry.module.__name__ if entry.module is not None else ""
-            module = f"{{py:class}}`{module} <lossbook.nn.{module}>`" if module else "-"
-            chapter = f"{{doc}}`{title_of(entry.document)} <{entry.document}>`"
-            oracle = str(entry.oracle).replace("|", "\\|")
-            lines.append(f"| {function} | {module} | {chapter} | {oracle} |")
+            module = f"{{py:class}}`{module} <lossbook.nn.{module}>`" if module else None
+            names = " and ".join(name for name in (function, module) if name)
+            oracle = "" if entry.oracle in ("-", "", None) else f"; tested against {entry.oracle}"
+            lines.append(f"- {names}, in {{doc}}`{title_of(entry.document)} <{entry.document}>`{oracle}")
     return "\n".join(lines) + "\n"
 
 

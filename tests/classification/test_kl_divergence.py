@@ -1,4 +1,10 @@
-"""Tests of book/classification/kl_divergence.md: kl_div and distillation_loss."""
+"""Tests of book/classification/kl_divergence.md: kl_div and distillation_loss.
+
+The generic battery (bad input, reductions, gradcheck, half precision, module, tracing)
+runs over tests/registry.py in tests/test_battery.py. Here: the oracles (PyTorch, SciPy,
+NumPy), hand-derived gradients, properties, the zeros of the target (and the masked
+classes of a teacher), the KL reductions and the refusals.
+"""
 
 import math
 import warnings
@@ -10,11 +16,10 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from loss_checks import check_gradcheck, check_module
 from scipy.special import rel_entr
 
-import lossbook.nn
 from lossbook import distillation_loss, kl_div
+from lossbook.conventions.anatomy import validate_args
 
 SHAPES = [(1, 3), (7, 4), (4, 10, 3), (2, 5, 3, 4)]
 REDUCTIONS = ["none", "batchmean", "mean", "sum"]
@@ -55,14 +60,17 @@ def logit_pair(shape, dtype=torch.float64, device="cpu", scale=1.0, seed=0, extr
 
 
 def distillation_numpy(s, t, T, reduction):
-    """The soft term of Hinton et al. (2015), equation (8) of the chapter, in float64 NumPy."""
+    """The soft term of Hinton et al. (2015), equation (8) of the chapter, in float64 NumPy;
+    a class the teacher masks out (logit -inf, p = 0) adds 0 (0 log 0 = 0)."""
 
     def log_softmax(a):
         shifted = a - a.max(axis=1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
     log_p, log_q = log_softmax(t / T), log_softmax(s / T)
-    per_position = T**2 * np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(np.isneginf(log_p), 0.0, np.exp(log_p) * (log_p - log_q))
+    per_position = T**2 * np.sum(terms, axis=1)
     return {
         "none": per_position,
         "sum": per_position.sum(),
@@ -162,26 +170,6 @@ def test_zero_probabilities_give_zero_terms_and_finite_gradients():
         assert (grad_x[p == 0] == 0).all() and (grad_t[p == 0] == 0).all()
     # log q = -inf where p > 0: the divergence is infinite, as (1) says
     assert kl_div(torch.tensor([[-math.inf, 0.0]]), torch.tensor([[0.5, 0.5]])).item() == math.inf
-
-
-@pytest.mark.parametrize("log_target", [False, True])
-def test_kl_div_gradcheck(log_target):
-    pair = log_prob_pair if log_target else prob_pair
-    check_gradcheck(kl_div, pair=pair, log_target=log_target)  # none, mean, sum
-    log_q, target = pair((3, 4), scale=2.0, seed=3)
-    assert torch.autograd.gradcheck(
-        lambda a, b: kl_div(a, b, log_target=log_target), (log_q.requires_grad_(), target.requires_grad_())
-    )
-
-
-@pytest.mark.parametrize("temperature", [0.7, 4.0])
-def test_distillation_gradcheck(temperature):
-    check_gradcheck(distillation_loss, pair=logit_pair, temperature=temperature)
-    student, teacher = logit_pair((3, 4, 2), scale=2.0, seed=3)
-    assert torch.autograd.gradcheck(
-        lambda s, t: distillation_loss(s, t, temperature=temperature),
-        (student.requires_grad_(), teacher.requires_grad_()),
-    )
 
 
 # ----------------------------------------------------------------------------- properties
@@ -303,12 +291,11 @@ def test_distillation_bad_input():
 
 
 @pytest.mark.parametrize("log_target", [False, True])
-def test_kl_div_reductions_and_empty_batch(log_target, device):
+def test_kl_div_batchmean_and_empty_batch(log_target, device):
     log_q, p = prob_pair((3, 5, 2), device=device)
     target = p.log() if log_target else p
     per_element = kl_div(log_q, target, log_target=log_target, reduction="none")
-    assert per_element.shape == log_q.shape and per_element.device == log_q.device
-    torch.testing.assert_close(kl_div(log_q, target, log_target=log_target, reduction="sum"), per_element.sum())
+    # "mean" divides by the elements, "batchmean" (the default) by the batch: the KL per sample
     torch.testing.assert_close(kl_div(log_q, target, log_target=log_target, reduction="mean"), per_element.mean())
     torch.testing.assert_close(kl_div(log_q, target, log_target=log_target), per_element.sum() / 3)
     # a 0-d input has no batch dimension: batchmean is the sum, as in torch
@@ -324,11 +311,10 @@ def test_kl_div_reductions_and_empty_batch(log_target, device):
             assert empty.grad is not None and empty.grad.shape == empty.shape
 
 
-def test_distillation_reductions_and_empty_batch(device):
+def test_distillation_batchmean_and_empty_batch(device):
     student, teacher = logit_pair((3, 5, 4), device=device, scale=2.0)
     per_position = distillation_loss(student, teacher, temperature=2.0, reduction="none")
-    assert per_position.shape == (3, 4) and per_position.device == student.device
-    torch.testing.assert_close(distillation_loss(student, teacher, temperature=2.0, reduction="sum"), per_position.sum())
+    assert per_position.shape == (3, 4)  # the class dimension is summed first
     torch.testing.assert_close(distillation_loss(student, teacher, temperature=2.0, reduction="mean"), per_position.mean())
     torch.testing.assert_close(distillation_loss(student, teacher, temperature=2.0), per_position.sum() / 3)
     flat_s, flat_t = logit_pair((6, 5), device=device)  # (N, C): mean and batchmean agree
@@ -353,66 +339,71 @@ def test_teacher_is_not_detached():
     torch.testing.assert_close(grad_s, grad_s_detached)
 
 
-# ----------------------------------------------------------------------------- precision
+# ------------------------------------------------------ zeros of the target, masked classes
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_kl_div_half_precision(dtype, device):
-    """Log-probabilities of logits up to +-50, and near-one-hot targets, in half precision."""
-    generator = torch.Generator().manual_seed(8)
-    logits = 50 * torch.randn(16, 10, generator=generator).clamp(-1, 1)
-    log_q = F.log_softmax(logits, dim=1).to(dtype).to(device).requires_grad_()
-    p = F.softmax(logits.flip(0), dim=1).to(dtype).to(device)
-    for log_target, target in [(False, p), (True, F.log_softmax(logits.flip(0), dim=1).to(dtype).to(device))]:
-        loss = kl_div(log_q, target, log_target=log_target)
-        assert loss.dtype == torch.float32 and torch.isfinite(loss)
-        reference = kl_div(log_q.detach().float(), target.float(), log_target=log_target)
-        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=0)
-        exact = kl_div(F.log_softmax(logits, dim=1).to(device), F.softmax(logits.flip(0), dim=1).to(device))
-        torch.testing.assert_close(loss, exact, rtol=2e-2, atol=0)
-        (grad,) = torch.autograd.grad(loss, log_q)
-        reference_input = log_q.detach().float().requires_grad_()
-        (grad_reference,) = torch.autograd.grad(
-            kl_div(reference_input, target.float(), log_target=log_target), reference_input
-        )
-        assert grad.dtype == dtype and torch.isfinite(grad).all()
-        torch.testing.assert_close(grad.float(), grad_reference, rtol=1e-2, atol=1e-3 * grad_reference.abs().max().item())
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
-            assert torch.isfinite(kl_div(log_q.detach(), target, log_target=log_target))
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_distillation_with_classes_the_teacher_masks_out(temperature, reduction, device):
+    """Teacher logits of -inf (p = 0): finite, the NumPy oracle with 0 log 0 = 0, and kl_div's value."""
+    student, teacher = logit_pair((5, 6, 2), device=device, scale=3.0, seed=10)
+    teacher[:, 1] = -math.inf  # a class masked for every sample
+    teacher[0, 4, 0] = -math.inf  # and one more at one position
+    student.requires_grad_(), teacher.requires_grad_()
+    ours = distillation_loss(student, teacher, temperature=temperature, reduction=reduction)
+    assert torch.isfinite(ours).all()
+    expected = distillation_numpy(student.detach().cpu().numpy(), teacher.detach().cpu().numpy(), temperature, reduction)
+    np.testing.assert_allclose(ours.detach().cpu().numpy(), expected, rtol=1e-11, atol=1e-14)
+    log_q, log_p = (F.log_softmax(x / temperature, dim=1) for x in (student, teacher))
+    via_kl = temperature**2 * kl_div(log_q, log_p, log_target=True, reduction="none").sum(dim=1)
+    torch.testing.assert_close(distillation_loss(student, teacher, temperature=temperature, reduction="none"), via_kl)
+    grad_s, grad_t = torch.autograd.grad(ours.sum(), (student, teacher))
+    assert torch.isfinite(grad_s).all() and torch.isfinite(grad_t).all()
+    assert (grad_t[:, 1] == 0).all()  # nothing flows into a masked logit
+    # the gradient in the student is still T (q - p), with p = 0 on the masked classes
+    if reduction == "sum":
+        q, p = (torch.softmax(x.detach() / temperature, dim=1) for x in (student, teacher))
+        torch.testing.assert_close(grad_s, temperature * (q - p))
 
 
-@pytest.mark.parametrize("temperature", [1.0, 4.0])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_distillation_half_precision(dtype, temperature, device):
-    """Logits of +-50 in half precision: finite loss and gradients, close to float32."""
-    student32, teacher32 = logit_pair((16, 10), dtype=torch.float32, scale=50.0, seed=9, extreme=True)
-    student32, teacher32 = student32.clamp(-50, 50), teacher32.clamp(-50, 50)
-    student = student32.to(dtype).to(device).requires_grad_()
-    teacher = teacher32.to(dtype).to(device)
-    loss = distillation_loss(student, teacher, temperature=temperature)
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    reference_student = student.detach().float().requires_grad_()
-    reference = distillation_loss(reference_student, teacher.float(), temperature=temperature)
-    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=0)
-    unrounded = distillation_loss(student32.to(device), teacher32.to(device), temperature=temperature)
-    torch.testing.assert_close(loss, unrounded, rtol=2e-2, atol=0)
+def test_distillation_masks_on_both_sides():
+    """A class masked for both (student -inf too) adds 0; masked for the teacher only, the student's
+    logit of -inf is an infinite divergence where the teacher puts mass."""
+    student = torch.tensor([[1.0, -math.inf, 0.0]], dtype=torch.float64, requires_grad=True)
+    teacher = torch.tensor([[0.5, -math.inf, 1.0]], dtype=torch.float64)
+    loss = distillation_loss(student, teacher, temperature=2.0)
+    expected = 4 * kl_div(F.log_softmax(student[:, [0, 2]] / 2, dim=1), F.log_softmax(teacher[:, [0, 2]] / 2, dim=1),
+                          log_target=True)
+    torch.testing.assert_close(loss, expected)
     (grad,) = torch.autograd.grad(loss, student)
-    (grad_reference,) = torch.autograd.grad(reference, reference_student)
-    assert grad.dtype == dtype and torch.isfinite(grad).all()
-    torch.testing.assert_close(grad.float(), grad_reference, rtol=1e-2, atol=1e-3 * grad_reference.abs().max().item())
-    with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
-        assert torch.isfinite(distillation_loss(student.detach(), teacher, temperature=temperature))
+    assert torch.isfinite(grad).all() and grad[0, 1] == 0
+    unmasked_teacher = torch.tensor([[0.5, 0.0, 1.0]], dtype=torch.float64)
+    assert distillation_loss(student.detach(), unmasked_teacher, temperature=2.0).item() == math.inf
 
 
-# ----------------------------------------------------------------------------- modules
+@pytest.mark.parametrize("log_target", [False, True])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_checked_and_unchecked_paths_agree(log_target, zeros):
+    """Eagerly on the CPU the sign check also tells whether the target holds zeros, and a target
+    without any skips the masking; unchecked (validate_args(False), CUDA, tracing) it always
+    masks. Values and both gradients agree."""
+    log_q, p = prob_pair((6, 5, 2), scale=2.0, seed=11, zeros=zeros)
+    input = log_q.clone().requires_grad_()
+    target = (p.log() if log_target else p).clone().requires_grad_()
+    for reduction in REDUCTIONS:
+        checked = kl_div(input, target, log_target=log_target, reduction=reduction)
+        with validate_args(False):
+            unchecked = kl_div(input, target, log_target=log_target, reduction=reduction)
+        torch.testing.assert_close(checked, unchecked, rtol=1e-13, atol=1e-15)
+        for first, second in zip(*(torch.autograd.grad(loss.sum(), (input, target)) for loss in (checked, unchecked))):
+            torch.testing.assert_close(first, second, rtol=1e-13, atol=1e-15)
 
 
-def test_modules(device):
-    check_module(kl_div, device, pair=prob_pair)
-    check_module(kl_div, device, pair=prob_pair, reduction="sum")
-    check_module(kl_div, device, pair=log_prob_pair, log_target=True)
-    check_module(distillation_loss, device, pair=logit_pair, temperature=3.0)
-    check_module(distillation_loss, device, pair=logit_pair, temperature=1.0, reduction="none")
-    with pytest.raises(TypeError, match="DistillationLoss needs the option temperature"):
-        lossbook.nn.DistillationLoss()
-    assert "batchmean" in repr(lossbook.nn.KLDivLoss())
+def test_refuses_a_negative_probability_anywhere():
+    """The one-pass check finds the negative value wherever it is, and names it."""
+    target = torch.full((3, 4), 0.25)
+    target[2, 3] = -0.125
+    with pytest.raises(ValueError, match="target must hold probabilities >= 0, got -0.125; for log-probabilities"):
+        kl_div(torch.zeros(3, 4), target)
+    with validate_args(False):  # switched off, as every value check
+        kl_div(torch.zeros(3, 4), target)
