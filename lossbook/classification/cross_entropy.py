@@ -59,7 +59,8 @@ def _class_index_target(input: Tensor, target: Tensor, ignore_index: int | None)
     counts = ignore_index is None and target.numel() > 0
     if target.numel() and values_checked(target):
         # One aminmax decides the common case, as in check_range, and tells whether anything counts.
-        low, high = (value.item() for value in torch.aminmax(target))
+        low, high = torch.aminmax(target)
+        low, high = low.item(), high.item()
         classes = input.shape[1]
         if low < 0 or high >= classes:  # out of range, or ignored: check_range finds which
             check_range(
