@@ -5,15 +5,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lossbook.conventions.anatomy import (
+    check_class_indices,
     check_floating,
     check_positive,
     check_probabilities,
-    check_range,
     check_reduction,
     check_same_shape,
     compute_dtype,
     reduce_loss,
-    values_checked,
 )
 from lossbook.conventions.modules import nn_module
 
@@ -34,45 +33,6 @@ def _check_classes(classes: int, input: Tensor) -> None:
 def _class_shaped(weight: Tensor, dims: int) -> Tensor:
     """Class weights ``(C,)`` reshaped to ``(1, C, 1, ...)`` to broadcast against ``(N, C, *)``."""
     return weight.reshape(1, -1, *([1] * (dims - 2)))
-
-
-def _class_index_target(input: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, bool]:
-    """Check class indices ``(N, *)`` against scores ``(N, C, *)`` as
-    :func:`~lossbook.conventions.anatomy.class_indices` does, but leave the ignored positions to PyTorch's kernels.
-
-    Returns the indices as int64 (any integer dtype is accepted) and whether some position
-    is known to count: always when nothing is ignored, otherwise only when the values were
-    checked (eager mode, CPU) and not every index is ``ignore_index``.
-    """
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"target must be an integer tensor of class indices, got dtype {target.dtype}")
-    expected = (input.shape[0], *input.shape[2:])
-    if target.shape != expected:
-        hint = (
-            ": an integer target holds class indices; one-hot or probability targets must be "
-            "floating point (target.float())" if target.shape == input.shape else ""
-        )
-        raise ValueError(
-            f"target must have shape (N, *) = {expected} for input of shape {tuple(input.shape)}, "
-            f"got {tuple(target.shape)}{hint}"
-        )
-    counts = ignore_index is None and target.numel() > 0
-    if target.numel() and values_checked(target):
-        # One aminmax decides the common case, as in check_range, and tells whether anything counts.
-        low, high = torch.aminmax(target)
-        low, high = low.item(), high.item()
-        classes = input.shape[1]
-        if low < 0 or high >= classes:  # out of range, or ignored: check_range finds which
-            check_range(
-                target,
-                0,
-                classes - 1,
-                lambda index: f"target holds class index {index}, but input has {classes} classes "
-                f"(indices 0 to {classes - 1})",
-                allowed=ignore_index,
-            )
-        counts = not low == high == ignore_index
-    return (target if target.dtype == torch.int64 else target.long()), counts
 
 
 def _check_cross_entropy_options(weight: Tensor | None, label_smoothing: float) -> None:
@@ -229,7 +189,7 @@ def cross_entropy(
         return reduce_loss(-(torch.log_softmax(input, dim=1, dtype=dtype) * target).sum(dim=1), reduction)
 
     _check_classes(classes, input)
-    target, counts = _class_index_target(input, target, ignore_index)
+    target, counts = check_class_indices(input, target, ignore_index)
     ignored = _NOTHING_IGNORED if ignore_index is None else ignore_index
     dtype = compute_dtype(input)
     weight = None if weight is None else weight.to(dtype)

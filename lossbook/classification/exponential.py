@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.classification.logistic import _negative_margins, _reduce
+from lossbook.classification.logistic import _negative_margins
+from lossbook.conventions.anatomy import reduce_loss
 from lossbook.conventions.modules import nn_module
 
 
@@ -49,7 +50,7 @@ def exponential_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") 
         >>> exponential_loss(torch.tensor([-50.0], dtype=torch.float16), torch.tensor([1]))
         tensor(5.1847e+21)
     """
-    return _reduce(torch.exp(_negative_margins(input, target, reduction)), reduction)
+    return reduce_loss(torch.exp(_negative_margins(input, target, reduction)), reduction)
 
 
 __all__ = [

@@ -4,15 +4,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.classification.cross_entropy import _class_index_target
-from lossbook.classification.logistic import _negative_margins, _reduce
+from lossbook.classification.logistic import _negative_margins
 from lossbook.conventions.anatomy import (
-    _is_wrapped,
+    check_class_indices,
     check_floating,
     check_positive,
     check_range,
     check_reduction,
     compute_dtype,
+    _is_wrapped,
     reduce_loss,
 )
 from lossbook.conventions.modules import nn_module
@@ -76,7 +76,7 @@ def hinge_loss(
     """
     _check_hinge_options(margin, squared)
     violation = torch.relu(_negative_margins(input, target, reduction) + margin)  # max(0, margin - m)
-    return _reduce(violation.square() if squared else violation, reduction)
+    return reduce_loss(violation.square() if squared else violation, reduction)
 
 
 def _check_multiclass_hinge_options(margin: float, p: int, mode: str, weight: Tensor | None) -> None:
@@ -190,7 +190,7 @@ def multiclass_hinge_loss(
         return loss[0] if reduction == "none" else loss
     if input.dim() == 0:
         raise ValueError("input must have shape (N, C, *) or (C,), got ()")
-    target, _ = _class_index_target(input, target, None)
+    target, _ = check_class_indices(input, target)
     classes = input.shape[1]
     dtype = compute_dtype(input)
     if weight is not None:

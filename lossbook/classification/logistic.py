@@ -10,20 +10,9 @@ from lossbook.conventions.anatomy import (
     check_same_shape,
     check_sign_labels,
     compute_dtype,
-    values_checked,
+    reduce_loss,
 )
 from lossbook.conventions.modules import nn_module
-
-
-def _check_signs(target: Tensor) -> None:
-    """``check_sign_labels``, deciding the common case in one pass: every label is -1 or +1
-    exactly when :math:`|y|` has minimum and maximum 1."""
-    if isinstance(target, Tensor) and target.numel() and target.dtype != torch.bool and not target.is_complex():
-        if values_checked(target):
-            low, high = torch.aminmax(target.abs())
-            if low.item() == 1 and high.item() == 1:
-                return
-    check_sign_labels(target)  # the type checks, and the first label that is not a sign
 
 
 def _negative_margins(input: Tensor, target: Tensor, reduction: str) -> Tensor:
@@ -31,20 +20,13 @@ def _negative_margins(input: Tensor, target: Tensor, reduction: str) -> Tensor:
     compute dtype (float32 for half-precision scores). The sign goes on the labels, which
     take no gradient, so autograd records one product and nothing else."""
     check_floating(input, "input")
-    _check_signs(target)
+    check_sign_labels(target)
     check_same_shape(input, target)
     check_reduction(reduction)
     dtype = compute_dtype(input)
     if input.dtype != dtype:
         input = input.to(dtype)
     return input * (target.neg() if target.dtype == dtype else -target.to(dtype))
-
-
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    """``"none"``, ``"sum"`` or ``"mean"`` of an elementwise loss; the mean of nothing is 0."""
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" or not loss.numel() else loss.mean()
 
 
 @nn_module("LogisticLoss", oracle="torch.nn.functional.soft_margin_loss")
@@ -97,7 +79,7 @@ def logistic_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> 
     # threshold it returns -m, which is log(1 + e^(-m)) rounded to the dtype (its gradient
     # 1 likewise): e^(-40) is below half an ulp of 40 in float64, e^(-20) of 20 in float32.
     threshold = 40.0 if negative_margin.dtype == torch.float64 else 20.0
-    return _reduce(F.softplus(negative_margin, threshold=threshold), reduction)
+    return reduce_loss(F.softplus(negative_margin, threshold=threshold), reduction)
 
 
 __all__ = [

@@ -301,6 +301,11 @@ def check_sign_labels(target: Tensor, name: str = "target") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
     if target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"{name} must hold labels -1 or +1 as a real tensor, got dtype {target.dtype}")
+    if not target.numel() or not values_checked(target):
+        return
+    smallest, largest = torch.aminmax(target.abs())  # every label is -1 or +1 exactly when |y| is all 1
+    if smallest.item() == 1 and largest.item() == 1:
+        return
     check_values(
         target,
         lambda labels: (labels != 1) & (labels != -1),
@@ -329,20 +334,21 @@ def margin_loss(
     return reduce_loss(phi(target.to(input.dtype) * input), reduction)
 
 
-def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor]:
-    """Check class scores ``(N, C, *)`` against class indices ``(N, *)``.
+def check_class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, bool]:
+    """Check class scores ``(N, C, *)`` against class indices ``(N, *)``, and nothing more.
 
-    Returns ``(safe, valid)``: the indices as ``int64`` (any integer dtype is accepted)
-    with every ignored position replaced by 0, ready for
-    ``input.gather(1, safe.unsqueeze(1))``, and the boolean mask of the positions that
-    count. Index values are range-checked when :func:`values_checked` (eager, CPU); on
-    CUDA and under tracing an out-of-range index is left to PyTorch's ``gather``.
+    Returns ``(indices, counts)``: the indices as ``int64`` (any integer dtype is accepted;
+    ignored positions keep ``ignore_index``, for kernels that skip them themselves) and
+    whether some position is known to count: always when nothing can be ignored, otherwise
+    only when the values were checked (:func:`values_checked`) and not every index is
+    ``ignore_index``. Index values are range-checked when :func:`values_checked` (eager,
+    CPU), with one ``aminmax`` in the common case; on CUDA and under tracing an
+    out-of-range index is left to PyTorch's kernels.
 
     Examples:
-        >>> scores = torch.zeros(3, 4)
-        >>> class_indices(scores, torch.tensor([2, -100, 3]), ignore_index=-100)
-        (tensor([2, 0, 3]), tensor([ True, False,  True]))
-        >>> class_indices(scores, torch.tensor([2, 4, 3]))
+        >>> check_class_indices(torch.zeros(3, 4), torch.tensor([2, -100, 3], dtype=torch.int8), ignore_index=-100)
+        (tensor([   2, -100,    3]), True)
+        >>> check_class_indices(torch.zeros(3, 4), torch.tensor([2, 4, 3]))
         Traceback (most recent call last):
         ...
         ValueError: target holds class index 4, but input has 4 classes (indices 0 to 3)
@@ -353,27 +359,53 @@ def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(
             f"target must be an integer tensor of class indices, got dtype {target.dtype} "
-            "(for class probabilities, see the chapter's probability-target form)"
+            "(class probabilities are a floating-point tensor of the input's shape, where a loss takes them)"
         )
     if input.dim() < 2:
         raise ValueError(f"input must have shape (N, C, *), got {tuple(input.shape)}")
     expected = (input.shape[0], *input.shape[2:])
     if target.shape != expected:
+        hint = (
+            ": an integer target holds class indices; one-hot or probability targets must be "
+            "floating point (target.float())" if target.shape == input.shape else ""
+        )
         raise ValueError(
             f"target must have shape (N, *) = {expected} for input of shape {tuple(input.shape)}, "
-            f"got {tuple(target.shape)}"
+            f"got {tuple(target.shape)}{hint}"
         )
     # Any integer dtype indexes like int64 (gather takes int64 only); converting first also
     # keeps the range check from comparing int8 labels with out-of-range Python ints.
     target = target.long()
-    classes = input.shape[1]
-    check_range(
-        target,
-        0,
-        classes - 1,
-        lambda index: f"target holds class index {index}, but input has {classes} classes (indices 0 to {classes - 1})",
-        allowed=ignore_index,
-    )
+    counts = ignore_index is None and target.numel() > 0
+    if target.numel() and values_checked(target):
+        smallest, largest = torch.aminmax(target)
+        smallest, largest = smallest.item(), largest.item()
+        classes = input.shape[1]
+        if smallest < 0 or largest >= classes:  # out of range, or ignored: check_range says which
+            check_range(
+                target,
+                0,
+                classes - 1,
+                lambda index: f"target holds class index {index}, but input has {classes} classes "
+                f"(indices 0 to {classes - 1})",
+                allowed=ignore_index,
+            )
+        counts = not smallest == largest == ignore_index
+    return target, counts
+
+
+def class_indices(input: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`check_class_indices`, then the indices made safe to gather with.
+
+    Returns ``(safe, valid)``: the indices as ``int64`` with every ignored position
+    replaced by 0, ready for ``input.gather(1, safe.unsqueeze(1))``, and the boolean mask
+    of the positions that count.
+
+    Examples:
+        >>> class_indices(torch.zeros(3, 4), torch.tensor([2, -100, 3]), ignore_index=-100)
+        (tensor([2, 0, 3]), tensor([ True, False,  True]))
+    """
+    target, _ = check_class_indices(input, target, ignore_index)
     if ignore_index is None:
         return target, torch.ones_like(target, dtype=torch.bool)
     valid = target != ignore_index
@@ -430,6 +462,7 @@ __all__ = [
     "check_range",
     "check_sign_labels",
     "margin_loss",
+    "check_class_indices",
     "class_indices",
     "check_class_vector",
     "check_probabilities",
