@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from loss_checks import finite_arrays, random_margin_pair
+from strategies import finite_arrays, random_margin_pair
 
 from lossbook import exponential_loss
 

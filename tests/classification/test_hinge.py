@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from loss_checks import random_margin_pair
+from strategies import random_margin_pair
 from sklearn.metrics import hinge_loss as sklearn_hinge_loss
 
 from lossbook import hinge_loss, multiclass_hinge_loss

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from loss_checks import random_margin_pair
+from strategies import random_margin_pair
 
 from lossbook import logistic_loss
 

@@ -10,7 +10,7 @@ import scipy.special
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from loss_checks import finite_arrays, random_pair
+from strategies import finite_arrays, random_pair
 
 import lossbook.nn
 from lossbook import charbonnier_loss, l1_loss

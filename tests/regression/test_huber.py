@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from loss_checks import finite_arrays, random_pair
+from strategies import finite_arrays, random_pair
 
 import lossbook.nn
 from lossbook import huber_loss, l1_loss, mse_loss, smooth_l1_loss

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
-from loss_checks import finite_arrays, random_pair
+from strategies import finite_arrays, random_pair
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from lossbook import l1_loss, mse_loss

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from loss_checks import finite_arrays, random_pair
+from strategies import finite_arrays, random_pair
 
 from lossbook import log_cosh_loss
 

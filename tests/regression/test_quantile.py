@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from loss_checks import finite_arrays, random_pair
+from strategies import finite_arrays, random_pair
 from sklearn.metrics import mean_pinball_loss
 
 import lossbook.nn
