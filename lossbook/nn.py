@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from lossbook.conventions.modules import LossModule
-from lossbook.conventions.modules import LossModule
 from lossbook.regression.l1_l2 import l1_loss, mse_loss
 from lossbook.regression.huber import smooth_l1_loss, huber_loss
 from lossbook.regression.charbonnier import charbonnier_loss
@@ -621,7 +620,6 @@ __all__ = [
     "L1Loss",
     "LogCoshLoss",
     "LogisticLoss",
-    "LossModule",
     "MSELoss",
     "MultiClassHingeLoss",
     "QualityFocalLoss",

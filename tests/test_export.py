@@ -87,11 +87,15 @@ class CenterLoss(nn.Module):
 
 class _Private(nn.Module):
     pass
+
+class LossBase(nn.Module):  # a base class: no forward, not a loss
+    pass
 """})
     files = exporter.render_package()
     assert "from lossbook.part.toy import toy_loss, CenterLoss" in files[tmp_path / "lossbook/nn.py"]
     assert '"CenterLoss",' in files[tmp_path / "lossbook/nn.py"]
     assert "CenterLoss" not in files[tmp_path / "lossbook/__init__.py"]
+    assert "LossBase" not in files[tmp_path / "lossbook/nn.py"]
 
 
 def test_refuses_a_name_exported_twice(exporter, tmp_path):

@@ -14,7 +14,7 @@ assignments; not imports). Three generated files collect the chapters:
   ``@toplevel`` (the switch of value checks) are importable from it too.
 - ``lossbook/nn.py``: one generated class per ``@nn_module`` function (a real class:
   keyword ``__init__`` with the function's options, ``forward`` with its tensors), and
-  every ``nn.Module`` subclass a chapter defines (stateful losses), re-exported.
+  every ``nn.Module`` subclass with a ``forward`` that a chapter defines (stateful losses), re-exported.
 
 The exporter refuses a name exported twice and an export cell that imports a chapter
 coming later in ``_toc.yml``. The output depends on the chapters alone, so exporting
@@ -145,8 +145,11 @@ def read_chapter(source: Path) -> Chapter:
         elif isinstance(node, ast.ClassDef):
             names = [node.name]
             bases = [ast.unparse(base).split(".")[-1] for base in node.bases]
-            if not node.name.startswith("_") and any(
-                base.endswith(MODULE_BASES) or base in chapter.classes for base in bases
+            defines_forward = any(isinstance(item, ast.FunctionDef) and item.name == "forward" for item in node.body)
+            if (
+                not node.name.startswith("_")
+                and defines_forward  # a loss, not a base class such as LossModule
+                and any(base.endswith(MODULE_BASES) or base in chapter.classes for base in bases)
             ):
                 chapter.classes.append(node.name)
         elif isinstance(node, ast.Assign):

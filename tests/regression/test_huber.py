@@ -29,6 +29,12 @@ def on_the_kink(shape, threshold, device):
     return input.view(shape), target.view(shape)
 
 
+def make_pair(shape, threshold, kink, device):
+    """A float64 pair whose residuals sit on the kinks (``kink``) or anywhere; the input takes gradients."""
+    input, target = on_the_kink(shape, threshold, device) if kink else random_pair(shape, scale=2.0, device=device)
+    return input.requires_grad_(), target
+
+
 ORACLES = [(smooth_l1_loss, F.smooth_l1_loss, "beta", beta) for beta in BETAS] + [
     (huber_loss, F.huber_loss, "delta", delta) for delta in DELTAS
 ]
@@ -39,11 +45,7 @@ ORACLES = [(smooth_l1_loss, F.smooth_l1_loss, "beta", beta) for beta in BETAS] +
 @pytest.mark.parametrize(("loss", "torch_loss", "option", "value"), ORACLES)
 @pytest.mark.parametrize("kink", [False, True])
 def test_matches_torch(loss, torch_loss, option, value, reduction, shape, kink, device):
-    if kink:
-        input, target = on_the_kink(shape, value, device)
-    else:
-        input, target = random_pair(shape, scale=2.0, device=device)
-    input.requires_grad_()
+    input, target = make_pair(shape, value, kink, device)
     ours = loss(input, target, **{option: value}, reduction=reduction)
     theirs = torch_loss(input, target, **{option: value}, reduction=reduction)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-15)
@@ -74,11 +76,7 @@ NUMPY_REDUCE = {"none": lambda x: x, "mean": np.mean, "sum": np.sum}
 @pytest.mark.parametrize("kink", [False, True])
 def test_matches_numpy_transcription_of_the_cases(loss, numpy_loss, option, value, reduction, shape, kink, device):
     """The oracle independent of the torch kernels the definitions call: values and the gradient (7)."""
-    if kink:
-        input, target = on_the_kink(shape, value, device)
-    else:
-        input, target = random_pair(shape, scale=2.0, device=device)
-    input.requires_grad_()
+    input, target = make_pair(shape, value, kink, device)
     ours = loss(input, target, **{option: value}, reduction=reduction)
     assert ours.dtype == torch.float64 and ours.device == input.device
     r = (input - target).detach().cpu().numpy()
