@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
 ]
 # Pages that are checked on their own: the search page needs a query (test_search_finds_focal_loss).
 SPECIAL = {"search.html"}
+DESKTOP, PHONE = {"width": 1400, "height": 900}, {"width": 390, "height": 844}
 SCREENSHOT_PAGES = {"book/intro.html": "intro.png", "book/regression/huber.html": "huber.png"}
 TIMEOUT_MS = 30_000
 
@@ -59,6 +60,21 @@ BROKEN_IMAGES = """async () => {
     return images.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.getAttribute("src"));
 }"""
 
+# Display equations that a reader cannot see whole: a glyph left of the text column's box
+# (no scrollbar reaches there), or right of it where neither the column nor the equation
+# scrolls. Measured on the rendered glyphs, not on MathJax's boxes, which a theme can offset.
+CLIPPED_EQUATIONS = """() => Array.from(document.querySelectorAll('mjx-container[display="true"]')).map(c => {
+    const column = c.closest('div.math') || c.parentElement;
+    const box = column.getBoundingClientRect();
+    const glyphs = Array.from(c.querySelectorAll('mjx-c'), g => g.getBoundingClientRect()).filter(r => r.width > 0);
+    if (!glyphs.length) return null;
+    const left = Math.min(...glyphs.map(r => r.left)), right = Math.max(...glyphs.map(r => r.right));
+    const scrolls = [column, c].some(e => e.scrollWidth > e.clientWidth + 1
+                                          && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+    const cut = Math.max(box.left - left, scrolls ? 0 : right - box.right);
+    return cut > 1 ? `${c.textContent.slice(0, 40)} (${Math.round(cut)} px)` : null;
+}).filter(Boolean).slice(0, 5)"""
+
 # The visible text, code excluded (docstrings in code cells legitimately show TeX).
 MATH_STATE = """() => {
     const hide = document.createElement("style");
@@ -70,10 +86,7 @@ MATH_STATE = """() => {
         math: document.querySelectorAll(".math").length,
         typeset: document.querySelectorAll("mjx-container").length,
         errors: Array.from(document.querySelectorAll("mjx-merror"), e => e.textContent).slice(0, 5),
-        // a display equation wider than the column must scroll, not start left of its box
-        clipped: Array.from(document.querySelectorAll('mjx-container[display="true"]'))
-            .filter(c => c.querySelector("mjx-math").getBoundingClientRect().left < c.getBoundingClientRect().left - 1)
-            .map(c => c.textContent.slice(0, 40)).slice(0, 5),
+        clipped: (""" + CLIPPED_EQUATIONS + """)(),
         text: text,
     };
 }"""
@@ -151,7 +164,7 @@ def pages_of(html: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def visits(html, server, browser) -> dict[str, Visit]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     current: list[Visit] = []
@@ -209,7 +222,7 @@ def test_math_is_typeset(visits):
         if visit.math_errors:
             failures.append(f"{name}: MathJax errors {visit.math_errors}")
         if visit.clipped_math:
-            failures.append(f"{name}: display equations cut off on the left {visit.clipped_math}")
+            failures.append(f"{name}: display equations cut off at {DESKTOP['width']} px {visit.clipped_math}")
     for name, visit in visits.items():
         if visit.raw_math:
             failures.append(f"{name}: raw TeX delimiters in the visible text: {visit.raw_math}")
@@ -283,3 +296,24 @@ def test_search_finds_focal_loss(server, browser):
 def test_screenshots_are_written(visits):
     for file in SCREENSHOT_PAGES.values():
         assert (SCREENSHOTS / file).stat().st_size > 10_000, file
+
+
+def test_no_equation_is_cut_off_on_a_phone(html, server, browser):
+    """At a phone's width every display equation starts inside the text column and the
+    rest of it is a sideways scroll away (the desktop width is checked in test_math_is_typeset)."""
+    context = browser.new_context(viewport=PHONE, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    failures = []
+    for name in pages_of(html):
+        if name in SPECIAL or name == "index.html":  # index.html only redirects to the intro
+            continue
+        page.goto(server + name, wait_until="load")
+        if not page.evaluate("() => document.querySelectorAll('.math').length") or not page.evaluate(WAIT_FOR_MATHJAX):
+            continue
+        clipped = page.evaluate(CLIPPED_EQUATIONS)
+        if clipped:
+            failures.append(f"{name}: display equations cut off at {PHONE['width']} px {clipped}")
+    page.screenshot(path=str(SCREENSHOTS / "phone-last-page.png"))
+    context.close()
+    assert not failures, report(failures)
