@@ -108,7 +108,7 @@ class HuberLoss(LossModule):
 
 
 class CharbonnierLoss(LossModule):
-    r"""Module form of :func:`lossbook.charbonnier_loss`: Charbonnier loss, a differentiable L1: :math:`\sqrt{r^2 + \epsilon^2}`.
+    r"""Module form of :func:`lossbook.charbonnier_loss`: Charbonnier loss, a differentiable L1: :math:`\sqrt{r^2 + \varepsilon^2}`.
 
     ``CharbonnierLoss(**options)(*tensors)`` equals ``charbonnier_loss(*tensors, **options)``; every
     option is a public attribute read at each call. See the function for the formula,

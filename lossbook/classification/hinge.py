@@ -34,10 +34,10 @@ def hinge_loss(
     r"""Binary hinge loss of the soft-margin SVM, and its squared form.
 
     .. math::
-        \ell_i = \max(0,\ \gamma - y_i f_i) \qquad\text{or, squared,}\qquad
-        \ell_i = \max(0,\ \gamma - y_i f_i)^2
+        \ell_i = \max(0,\ \Delta - y_i f_i) \qquad\text{or, squared,}\qquad
+        \ell_i = \max(0,\ \Delta - y_i f_i)^2
 
-    with scores :math:`f`, labels :math:`y \in \{-1, +1\}` and margin :math:`\gamma`.
+    with scores :math:`f`, labels :math:`y \in \{-1, +1\}` and margin :math:`\Delta`.
 
     Args:
         input: scores :math:`f` (raw decision values, not probabilities), a
@@ -45,7 +45,7 @@ def hinge_loss(
         target: labels, -1 or +1, the same shape as ``input`` (floating or integer; never
             broadcast). Labels 0/1 are refused: use ``2 * target - 1``. The values are
             checked for CPU tensors only (a check on CUDA would sync with the host).
-        margin: :math:`\gamma \ge 0`, the margin below which a correct score is still
+        margin: :math:`\Delta \ge 0`, the margin below which a correct score is still
             charged. ``margin=0`` gives the perceptron loss :math:`\max(0, -y f)`.
         squared: square the hinge (differentiable everywhere, quadratic in the
             violation, so more sensitive to mislabeled points).
@@ -53,7 +53,7 @@ def hinge_loss(
 
     Returns:
         The loss, in float32 for half-precision inputs and in the input dtype otherwise.
-        The mean of an empty tensor is 0. At the kink :math:`y f = \gamma` the gradient is
+        The mean of an empty tensor is 0. At the kink :math:`y f = \Delta` the gradient is
         0 (the subgradient of a satisfied margin).
 
     Raises:
@@ -111,12 +111,12 @@ def multiclass_hinge_loss(
 
     .. math::
         \text{weston\_watkins:}\quad
-        \ell_i = \frac{w_{y_i}}{C} \sum_{j \ne y_i} \max(0,\ \gamma - s_{i y_i} + s_{ij})^p
+        \ell_i = \frac{w_{y_i}}{C} \sum_{j \ne y_i} \max(0,\ \Delta - s_{i y_i} + s_{ij})^p
 
         \text{crammer\_singer:}\quad
-        \ell_i = w_{y_i} \max\Big(0,\ \gamma - s_{i y_i} + \max_{j \ne y_i} s_{ij}\Big)^p
+        \ell_i = w_{y_i} \max\Big(0,\ \Delta - s_{i y_i} + \max_{j \ne y_i} s_{ij}\Big)^p
 
-    Weston-Watkins charges every class whose score comes within :math:`\gamma` of the
+    Weston-Watkins charges every class whose score comes within :math:`\Delta` of the
     true class's, and is divided by the number of classes :math:`C` exactly as
     :func:`torch.nn.functional.multi_margin_loss` (which it equals); Crammer-Singer
     charges only the highest-scoring wrong class and is not divided by :math:`C` (with
@@ -131,7 +131,7 @@ def multiclass_hinge_loss(
             shape ``(N)`` or ``(N, *)``, ``()`` for unbatched input. Values are
             range-checked for CPU tensors only; on CUDA an out-of-range index fails in
             PyTorch's kernel. There is no ``ignore_index``, as in PyTorch.
-        margin: :math:`\gamma \ge 0` (finite); ``0`` gives a multi-class perceptron.
+        margin: :math:`\Delta \ge 0` (finite); ``0`` gives a multi-class perceptron.
         p: ``1`` (hinge) or ``2`` (squared hinge), as in PyTorch.
         mode: ``"weston_watkins"`` (sum of violations, divided by :math:`C`) or
             ``"crammer_singer"`` (the largest violation).

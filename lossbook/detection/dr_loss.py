@@ -54,7 +54,7 @@ def dr_loss(
         q^+ = \operatorname{softmax}_{\mathcal P}(-p / \lambda_+),
 
     .. math::
-        \operatorname{DR} = \frac{\tau}{L} \log\big(1 + e^{L(\hat P_- - \hat P_+ + \gamma)}\big)
+        \operatorname{DR} = \frac{\tau}{L} \log\big(1 + e^{L(\hat P_- - \hat P_+ + \Delta)}\big)
 
     with :math:`p = \sigma(\text{input})`. Positives :math:`\mathcal P` are the pairs
     (candidate :math:`n`, class :math:`c`) with ``target[n] == c``; negatives
@@ -78,7 +78,7 @@ def dr_loss(
             3.5 times more.
         L: sharpness :math:`L > 0` of the smoothed hinge.
         tau: scale :math:`\tau > 0` of the loss.
-        margin: the margin :math:`\gamma \ge 0` between the two expectations.
+        margin: the margin :math:`\Delta \ge 0` between the two expectations (the paper's :math:`\gamma`).
         reduction: ``"none"`` (one loss per problem: shape ``()`` or ``(B,)``),
             ``"mean"`` (over problems that have at least one non-ignored candidate) or
             ``"sum"``.
@@ -87,7 +87,7 @@ def dr_loss(
         The loss, in float32 for half-precision inputs and in the input dtype otherwise.
         A problem with no non-ignored candidate (empty, or all ``-1``) has loss 0,
         connected to the graph, where the official code returns the constant
-        :math:`\tau\ell_L(\gamma - 1)` (which has no gradient either).
+        :math:`\tau\ell_L(\Delta - 1)` (which has no gradient either).
 
     Reference:
         Qian, Chen, Li and Jin, "DR Loss: Improving Object Detection by Distributional

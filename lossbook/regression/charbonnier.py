@@ -26,24 +26,24 @@ def _charbonnier(residual: Tensor, eps: float) -> Tensor:
 def charbonnier_loss(
     input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: str = "mean"
 ) -> Tensor:
-    r"""Charbonnier loss, a differentiable L1: :math:`\sqrt{r^2 + \epsilon^2}`.
+    r"""Charbonnier loss, a differentiable L1: :math:`\sqrt{r^2 + \varepsilon^2}`.
 
     .. math::
-        \ell_i = \sqrt{(\hat y_i - y_i)^2 + \epsilon^2}
+        \ell_i = \sqrt{(\hat y_i - y_i)^2 + \varepsilon^2}
 
-    It lies between :math:`|r|` and :math:`|r| + \epsilon`, is the parabola
-    :math:`\epsilon + r^2 / (2\epsilon)` for :math:`|r| \ll \epsilon`, and its gradient
-    :math:`r / \sqrt{r^2 + \epsilon^2}` is smooth, zero at a perfect prediction and
+    It lies between :math:`|r|` and :math:`|r| + \varepsilon`, is the parabola
+    :math:`\varepsilon + r^2 / (2\varepsilon)` for :math:`|r| \ll \varepsilon`, and its gradient
+    :math:`r / \sqrt{r^2 + \varepsilon^2}` is smooth, zero at a perfect prediction and
     bounded by 1. Its minimum value, at a perfect prediction, is ``eps``, not 0: this is
-    the form LapSRN trains with. Some papers subtract :math:`\epsilon` so that the
+    the form LapSRN trains with. Some papers subtract :math:`\varepsilon` so that the
     minimum is 0; that changes the value, not the gradient. The same curve is
     the pseudo-Huber loss and Barron's general loss at :math:`\alpha = 1`, up to a
-    constant and a scale: :math:`\ell = \epsilon + \mathrm{PseudoHuber}_\epsilon(r) / \epsilon`.
+    constant and a scale: :math:`\ell = \varepsilon + \mathrm{PseudoHuber}_\varepsilon(r) / \varepsilon`.
 
     Args:
         input: predictions :math:`\hat y`, a floating-point tensor of shape ``(*)``.
         target: targets :math:`y`, the same shape as ``input`` (never broadcast).
-        eps: the width :math:`\epsilon > 0` of the quadratic zone, in the units of the
+        eps: the width :math:`\varepsilon > 0` of the quadratic zone, in the units of the
             residual (rescale it with the data range: 1e-3 on images in [0, 1] is 0.255
             on images in [0, 255]). It enters squared: code that writes
             ``sqrt(d * d + 1e-6)`` is this loss with ``eps=1e-3``. ``eps = 0`` would be L1

@@ -67,12 +67,13 @@ def quantile_loss(
     r"""Quantile (pinball, check) loss of Koenker and Bassett.
 
     .. math::
-        \ell = \rho_q(y - \hat y), \qquad
-        \rho_q(u) = \max\big(q u, (q - 1) u\big) = q \max(u, 0) + (1 - q) \max(-u, 0)
+        \ell = \max\big((1 - q)\, r,\ -q\, r\big), \qquad r = \hat y - y
 
-    The residual is **target minus input**: under-predicting costs ``q`` per unit and
-    over-predicting ``1 - q``, so the minimizer of the expected loss is the
-    ``q``-quantile of the target. ``q=0.5`` gives half the absolute error.
+    with the book's residual, input minus target; Koenker and Bassett's check function
+    :math:`\rho_q(u) = \max(q u, (q - 1) u)` of :math:`u = y - \hat y = -r` is the same
+    loss. Under-predicting costs ``q`` per unit and over-predicting ``1 - q``, so the
+    minimizer of the expected loss is the ``q``-quantile of the target. ``q=0.5`` gives
+    half the absolute error.
 
     Args:
         input: predictions :math:`\hat y`, a floating-point tensor. Shape ``(*)`` for one
@@ -148,7 +149,7 @@ def quantile_loss(
     input, target = upcast(input, target)
     if isinstance(levels, Tensor):
         levels = levels.to(device=input.device, dtype=input.dtype)
-    # (1 - q) relu(-u) + q relu(u), as torch.lerp(relu(-u), relu(u), q): relu'(0) = 0 makes
+    # (1 - q) relu(r) + q relu(-r), as torch.lerp(relu(r), relu(-r), q): relu'(0) = 0 makes
     # the gradient at a tie 0, for one level (a float) and for K levels (a tensor) alike.
     return reduce_loss(torch.lerp(torch.relu(input - target), torch.relu(target - input), levels), reduction)
 
