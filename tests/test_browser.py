@@ -69,10 +69,10 @@ CLIPPED_EQUATIONS = """() => Array.from(document.querySelectorAll('mjx-container
     const glyphs = Array.from(c.querySelectorAll('mjx-c'), g => g.getBoundingClientRect()).filter(r => r.width > 0);
     if (!glyphs.length) return null;
     const left = Math.min(...glyphs.map(r => r.left)), right = Math.max(...glyphs.map(r => r.right));
-    const scrolls = [column, c].some(e => e.scrollWidth > e.clientWidth + 1
+    const scrolls = [column, c].some(e => e.scrollWidth > e.clientWidth
                                           && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
     const cut = Math.max(box.left - left, scrolls ? 0 : right - box.right);
-    return cut > 1 ? `${c.textContent.slice(0, 40)} (${Math.round(cut)} px)` : null;
+    return cut > 2 ? `${c.textContent.slice(0, 40)} (${Math.round(cut)} px)` : null;
 }).filter(Boolean).slice(0, 5)"""
 
 # The visible text, code excluded (docstrings in code cells legitimately show TeX).
