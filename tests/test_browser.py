@@ -75,6 +75,13 @@ CLIPPED_EQUATIONS = """() => Array.from(document.querySelectorAll('mjx-container
     return cut > 2 ? `${c.textContent.slice(0, 40)} (${Math.round(cut)} px)` : null;
 }).filter(Boolean).slice(0, 5)"""
 
+# A numbered figure is drawn at the width of the text column (conventions/experiments'
+# figure()), so the page shows it at its own size: shrunk much below it, its tick labels
+# and legends become unreadable. Checked at the desktop width (a phone must shrink).
+SHRUNK_FIGURES = """() => Array.from(document.querySelectorAll('figure img'))
+    .filter(img => img.naturalWidth > 0 && img.getBoundingClientRect().width < 0.85 * img.naturalWidth)
+    .map(img => `${img.closest('figure').id}: shown at ${Math.round(img.getBoundingClientRect().width)} px of ${img.naturalWidth}`)"""
+
 # The visible text, code excluded (docstrings in code cells legitimately show TeX).
 MATH_STATE = """() => {
     const hide = document.createElement("style");
@@ -104,6 +111,7 @@ class Visit:
     raw_math: list[str] = field(default_factory=list)
     clipped_math: list[str] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
+    shrunk_figures: list[str] = field(default_factory=list)
     links: set[str] = field(default_factory=set)
 
 
@@ -189,6 +197,7 @@ def visits(html, server, browser) -> dict[str, Visit]:
         visit.clipped_math = state["clipped"]
         visit.raw_math = [token for token in ("$$", "\\(", "\\[", "\\begin{") if token in state["text"]]
         visit.broken_images = page.evaluate(BROKEN_IMAGES)
+        visit.shrunk_figures = page.evaluate(SHRUNK_FIGURES)
         visit.links = set(page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), a => a.href)"))
         if name in SCREENSHOT_PAGES:
             page.screenshot(path=str(SCREENSHOTS / SCREENSHOT_PAGES[name]), full_page=True)
@@ -232,6 +241,12 @@ def test_math_is_typeset(visits):
 def test_every_image_loads(visits):
     assert sum(1 for visit in visits.values() if visit.broken_images is not None) == len(visits)
     failures = [f"{name}: {src}" for name, visit in visits.items() for src in visit.broken_images]
+    assert not failures, report(failures)
+
+
+def test_figures_are_shown_at_their_own_size(visits):
+    assert any(visit.shrunk_figures is not None for visit in visits.values())
+    failures = [f"{name}: {figure}" for name, visit in visits.items() for figure in visit.shrunk_figures]
     assert not failures, report(failures)
 
 

@@ -29,36 +29,34 @@ class BibError(ValueError):
     """The .bib file is not in the form this parser reads."""
 
 
+def _closing(text: str, j: int, quoted: bool) -> int:
+    """Index of the ``}`` (braced value) or ``"`` (quoted value) that closes a value whose
+    content starts at ``j``, skipping nested braces and backslash escapes; -1 if none."""
+    depth = 0 if quoted else 1
+    while j < len(text):
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if not quoted and depth == 0:
+                return j
+        elif text[j] == '"' and quoted and depth == 0:
+            return j
+        j += 1
+    return -1
+
+
 def _read_value(text: str, i: int) -> tuple[str, int]:
     """The field value starting at text[i] (braced, quoted or bare) and the index after it."""
-    if text[i] == "{":
-        depth, j = 0, i
-        while j < len(text):
-            if text[j] == "\\":
-                j += 2
-                continue
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i + 1 : j], j + 1
-            j += 1
-        raise BibError(f"unbalanced braces in value starting at offset {i}")
-    if text[i] == '"':
-        depth, j = 0, i + 1
-        while j < len(text):
-            if text[j] == "\\":
-                j += 2
-                continue
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-            elif text[j] == '"' and depth == 0:
-                return text[i + 1 : j], j + 1
-            j += 1
-        raise BibError(f"unterminated quoted value at offset {i}")
+    if text[i] in '{"':
+        quoted = text[i] == '"'
+        close = _closing(text, i + 1, quoted)
+        if close < 0:
+            raise BibError(f"{'unterminated quoted' if quoted else 'unbalanced braces in'} value at offset {i}")
+        return text[i + 1 : close], close + 1
     m = re.compile(r"[A-Za-z0-9_.:+-]+").match(text, i)
     if not m:
         raise BibError(f"cannot read a value at offset {i}: {text[i:i + 30]!r}")
