@@ -60,15 +60,37 @@ def chapter_pages() -> list[str]:
     return [name for name in toc_files() if (ROOT / f"{name}.ipynb").exists()]
 
 
-def test_chapters_launch_in_colab_and_binder(html):
-    """Each chapter links Colab and Binder to its own .ipynb in the repository (which exists)."""
-    org_repo = repository()["url"].removeprefix("https://github.com/")
-    branch = repository()["branch"]
+def test_launch_buttons_only_for_a_configured_repository(html):
+    """With a repository in _config.yml each chapter links Colab and Binder to its own .ipynb
+    there; without one no page links Colab, Binder or a repository (no dead links)."""
+    url, branch = repository()["url"], repository()["branch"]
     for name in chapter_pages():
         page = (html / f"{name}.html").read_text()
         notebook = f"{name}.ipynb"
-        assert f'href="https://colab.research.google.com/github/{org_repo}/blob/{branch}/{notebook}"' in page, name
-        assert f'href="https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{notebook}"' in page, name
+        if url:
+            org_repo = url.removeprefix("https://github.com/")
+            assert f'href="https://colab.research.google.com/github/{org_repo}/blob/{branch}/{notebook}"' in page, name
+            assert f'href="https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{notebook}"' in page, name
+        else:
+            for dead in ("colab.research.google.com", "mybinder.org", 'href="https://github.com/'):
+                assert dead not in page, (name, dead)
+
+
+def test_buttons_follow_the_configured_repository():
+    """The Sphinx extension keeps the theme's buttons for a configured repository only."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("sphinx_lossbook", ROOT / "tools" / "sphinx_lossbook.py")
+    extension = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extension)
+    buttons = {"use_repository_button": False, "launch_buttons": {"colab_url": "https://colab.research.google.com"}}
+    empty = SimpleNamespace(html_theme_options={"repository_url": "", **buttons})
+    extension.hide_buttons_without_a_repository(None, empty)
+    assert empty.html_theme_options["launch_buttons"] == {} and not empty.html_theme_options["use_repository_button"]
+    known = SimpleNamespace(html_theme_options={"repository_url": "https://github.com/org/book", **buttons})
+    extension.hide_buttons_without_a_repository(None, known)
+    assert known.html_theme_options["launch_buttons"] and known.html_theme_options["use_repository_button"]
 
 
 def test_chapters_offer_their_notebook_and_markdown_source(html):

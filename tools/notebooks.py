@@ -9,7 +9,8 @@ source and tags) of both, so an edit to a chapter that was not re-executed fails
 
 The ``.ipynb`` also starts with one cell the ``.md`` does not have: the launch buttons
 open the notebook in Colab, where lossbook is not installed, so this cell installs it
-from the repository named in ``_config.yml`` when (and only when) it is missing. The
+from the repository named in ``_config.yml`` when (and only when) it is missing (while
+``_config.yml`` names none, it says how to install it). The
 page hides it (``remove-cell``).
 
 The two files are twins, not a jupytext pair: neither the ``.md`` header nor the stored
@@ -42,17 +43,26 @@ SETUP_TAG = "lossbook-setup"
 
 
 def setup_cell() -> nbformat.NotebookNode:
-    """The first cell of every stored notebook: installs lossbook where it is missing."""
+    """The first cell of every stored notebook: installs lossbook where it is missing, from
+    the repository ``_config.yml`` names (or says how to, while it names none)."""
     repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
-    requirement = f"lossbook @ git+{repository['url']}@{repository['branch']}"
-    source = "\n".join([
-        "# Colab (or any kernel without lossbook): install it from the book's repository.",
-        "import importlib.util",
-        "",
-        'if importlib.util.find_spec("lossbook") is None:',
-        f'    get_ipython().run_line_magic("pip", "install --quiet \'{requirement}\'")',
-    ])
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell", SETUP_TAG]})
+    if repository.get("url"):
+        install = [
+            "# Colab (or any kernel without lossbook): install it from the book's repository.",
+            "import importlib.util",
+            "",
+            'if importlib.util.find_spec("lossbook") is None:',
+            f'    get_ipython().run_line_magic("pip", "install --quiet \'lossbook @ git+{repository["url"]}@{repository["branch"]}\'")',
+        ]
+    else:
+        install = [
+            "# A kernel without lossbook: install it from a checkout of the book (pip install .).",
+            "import importlib.util",
+            "",
+            'if importlib.util.find_spec("lossbook") is None:',
+            '    print("lossbook is not installed: run `pip install .` in a checkout of the book\'s repository")',
+        ]
+    cell = nbformat.v4.new_code_cell("\n".join(install), metadata={"tags": ["remove-cell", SETUP_TAG]})
     cell.id = "setup"
     return cell
 
