@@ -182,13 +182,21 @@ def test_every_entry_has_the_fields_its_type_needs(entries):
     assert not problems, "\n".join(problems)
 
 
-def test_years_are_four_digits(entries):
+FIELD_FORMS = {
+    "year": (r"\d{4}", True, "a year is four digits"),
+    "doi": (r"10\.\d{4,9}/\S+", False, "write DOIs as '10.xxxx/...', without https://doi.org/"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_FORMS))
+def test_fields_have_their_form(entries, field):
+    pattern, required, rule = FIELD_FORMS[field]
     bad = [
-        f"{e['key']}: {e['fields'].get('year')!r}"
+        f"{e['key']}: {e['fields'].get(field)!r}"
         for e in entries
-        if not re.fullmatch(r"\d{4}", e["fields"].get("year", ""))
+        if (required or field in e["fields"]) and not re.fullmatch(pattern, e["fields"].get(field, ""))
     ]
-    assert not bad, bad
+    assert not bad, f"{rule}: {bad}"
 
 
 def test_page_ranges_use_double_dash_and_run_forward(entries):
@@ -205,15 +213,6 @@ def test_page_ranges_use_double_dash_and_run_forward(entries):
         elif int(m.group(1)) > int(m.group(2)):
             problems.append(f"{e['key']}: pages {pages!r} run backwards")
     assert not problems, "\n".join(problems)
-
-
-def test_dois_are_bare(entries):
-    bad = [
-        f"{e['key']}: {e['fields']['doi']!r}"
-        for e in entries
-        if "doi" in e["fields"] and not re.fullmatch(r"10\.\d{4,9}/\S+", e["fields"]["doi"])
-    ]
-    assert not bad, f"write DOIs as '10.xxxx/...', without https://doi.org/: {bad}"
 
 
 def test_every_cited_key_is_in_the_bib(entries):
