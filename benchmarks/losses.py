@@ -21,6 +21,7 @@ gets the same inputs cast to float32, so both do the arithmetic of the same widt
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import platform
@@ -137,6 +138,22 @@ CASES = [
                                                              reduction="mean"),
          "torchvision sigmoid_focal_loss", floor=True),
 ]
+
+
+def chapter_cases(folder: Path = Path(__file__).resolve().parent) -> list[Case]:
+    """Cases of the later parts, one file per chapter: ``benchmarks/cases_<chapter>.py``
+    holds ``CASES``, a list of dicts with the fields of :class:`Case` (so that it needs
+    nothing from this script, and chapters written side by side never edit one file)."""
+    found = []
+    for path in sorted(folder.glob("cases_*.py")):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found += [Case(**fields) for fields in module.CASES]
+    return found
+
+
+CASES += chapter_cases()
 
 
 def timed(step: Callable[[], None], device: torch.device, repeats: int, calls: int = 1) -> float:

@@ -63,6 +63,10 @@ from lossbook.detection.quality_focal import (
 from lossbook.detection.dr_loss import (
     dr_loss,
 )
+from lossbook.metric_learning.embeddings import (
+    recall_at_k,
+    map_at_r,
+)
 from lossbook import nn
 
 __all__ = [
@@ -89,4 +93,6 @@ __all__ = [
     "ciou_loss",
     "quality_focal_loss",
     "dr_loss",
+    "recall_at_k",
+    "map_at_r",
 ]

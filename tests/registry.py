@@ -3,8 +3,11 @@
 ``tests/test_battery.py`` runs the whole battery of DESIGN section 5 over ``CASES``
 (bad input, reductions and the empty mean, gradcheck, half precision, devices, the
 module, torch.compile, vmap, torch.export, host syncs), and ``benchmarks/losses.py``
-times the same inputs. A new loss needs one ``Case`` here plus its oracle and property
-tests in ``tests/<part>/test_<chapter>.py``.
+times the same inputs. A new loss needs one ``Case`` plus its oracle and property tests
+in ``tests/<part>/test_<chapter>.py``. Parts I-III declare their cases in this file;
+later parts in one file per chapter, ``tests/<part>/cases_<chapter>.py``, holding a list
+``CASES`` of the same ``Case``s (read at the end of this module, so that chapters written
+side by side never edit the same file).
 
 An input maker is ``make(n, *, dtype, device, seed, extreme)``: ``n`` samples (rows,
 boxes, anchors; 0 gives the empty batch), floating tensors in ``dtype``, and with
@@ -14,8 +17,10 @@ boxes, anchors; 0 gives the empty batch), floating tensors in ``dtype``, and wit
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -151,6 +156,40 @@ def ranking_labels(
     logits = (50.0 if extreme else 2.0) * torch.randn(*rows, classes, generator=g)
     labels = torch.randint(-1, classes + 1, rows, generator=g)
     return _finish((logits, labels), dtype, device, (0,), () if candidates is None else (n,))
+
+
+def embeddings_labels(
+    n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, dim=4, classes=3
+) -> Inputs:
+    """Embeddings ``(n, dim)`` and class labels ``(n,)`` (int64) with at most ``classes``
+    classes, so that most anchors have a positive and a negative; one loss per anchor;
+    ``extreme``: coordinates of about +-100 (squared distances overflow float16)."""
+    g = _generator(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    centres = torch.randn(classes, dim, generator=g)
+    embeddings = (100.0 if extreme else 1.0) * (centres[labels] + 0.7 * torch.randn(n, dim, generator=g))
+    return _finish((embeddings, labels), dtype, device, (0,), (n,))
+
+
+def embedding_pairs(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, dim=4) -> Inputs:
+    """Two embeddings ``(n, dim)`` and a 0/1 target ``(n,)`` (floating; 1 = similar pair)."""
+    g = _generator(seed)
+    scale = 100.0 if extreme else 1.0
+    first = scale * torch.randn(n, dim, generator=g)
+    target = torch.randint(0, 2, (n,), generator=g).double()
+    second = first * target[:, None] + scale * torch.randn(n, dim, generator=g) * (1.2 - target[:, None])
+    return _finish((first, second, target), dtype, device, (0, 1), (n,))
+
+
+def embedding_tuples(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, count=3, dim=4) -> Inputs:
+    """``count`` embeddings ``(n, dim)`` (anchor, positive, negative, ...), all differentiable;
+    the positive lies near the anchor, the negatives anywhere."""
+    g = _generator(seed)
+    scale = 100.0 if extreme else 1.0
+    anchor = scale * torch.randn(n, dim, generator=g)
+    positive = anchor + 0.5 * scale * torch.randn(n, dim, generator=g)
+    negatives = [scale * torch.randn(n, dim, generator=g) for _ in range(count - 2)]
+    return _finish((anchor, positive, *negatives), dtype, device, tuple(range(count)), (n,))
 
 
 @dataclass
@@ -356,3 +395,17 @@ def first_case_of_each_loss(cases=CASES) -> list[Case]:
             first.append(case)
     return first
 
+
+
+def chapter_cases(tests: Path = Path(__file__).resolve().parent) -> list[Case]:
+    """The ``CASES`` of every ``tests/<part>/cases_<chapter>.py``, in path order."""
+    found: list[Case] = []
+    for path in sorted(tests.glob("*/cases_*.py")):
+        spec = importlib.util.spec_from_file_location(f"registry_{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found += module.CASES
+    return found
+
+
+CASES += chapter_cases()

@@ -98,6 +98,33 @@ class LossBase(nn.Module):  # a base class: no forward, not a loss
     assert "LossBase" not in files[tmp_path / "lossbook/nn.py"]
 
 
+STATEFUL = '''
+from torch import nn
+from lossbook.conventions.modules import nn_module
+
+@nn_module("CenterLoss", oracle="NumPy", stateful=True)
+def center_loss(features, labels, centers, *, reduction: str = "mean"):
+    return ((features - centers[labels]) ** 2).sum(1).mean() / 2
+'''
+
+
+def test_a_stateful_loss_gets_the_chapters_class_not_a_generated_one(exporter, tmp_path):
+    module = '''
+class CenterLoss(nn.Module):
+    def forward(self, features, labels):
+        return center_loss(features, labels, self.centers)
+'''
+    write_book(tmp_path, {"part/center": STATEFUL + module})
+    files = exporter.render_package()
+    nn_source = files[tmp_path / "lossbook/nn.py"]
+    assert "from lossbook.part.center import CenterLoss" in nn_source and "class CenterLoss" not in nn_source
+    assert '"center_loss",' in files[tmp_path / "lossbook/__init__.py"]  # a public loss all the same
+
+    write_book(tmp_path, {"part/center": STATEFUL})
+    with pytest.raises(exporter.ExportError, match="stateful=True.*defines no module class CenterLoss"):
+        exporter.render_package()
+
+
 def test_refuses_a_name_exported_twice(exporter, tmp_path):
     write_book(tmp_path, {"part/toy": BASE, "other/copy": BASE})
     with pytest.raises(exporter.ExportError, match="lossbook.toy_loss is exported by both book/part/toy.md and book/other/copy.md"):

@@ -15,6 +15,9 @@ assignments; not imports). Three generated files collect the chapters:
 - ``lossbook/nn.py``: one generated class per ``@nn_module`` function (a real class:
   keyword ``__init__`` with the function's options, ``forward`` with its tensors), and
   every ``nn.Module`` subclass with a ``forward`` that a chapter defines (stateful losses), re-exported.
+  A function marked ``@nn_module("Name", ..., stateful=True)`` gets no generated class: its
+  chapter writes ``Name`` by hand (it holds state, such as learnable centers), and the
+  exporter checks that it does.
 
 The exporter refuses a name exported twice and an export cell that imports a chapter
 coming later in ``_toc.yml``. The output depends on the chapters alone, so exporting
@@ -51,6 +54,7 @@ class LossFunction:
 
     module: str  # the class name in lossbook.nn
     node: ast.FunctionDef
+    stateful: bool = False  # the chapter writes the class by hand (it holds centers, weights, a queue)
 
 
 @dataclass
@@ -136,7 +140,11 @@ def read_chapter(source: Path) -> Chapter:
             names = [node.name]
             marked = decorator(node, "nn_module")
             if isinstance(marked, ast.Call) and marked.args and isinstance(marked.args[0], ast.Constant):
-                chapter.losses.append(LossFunction(marked.args[0].value, node))
+                stateful = any(
+                    k.arg == "stateful" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in marked.keywords
+                )
+                chapter.losses.append(LossFunction(marked.args[0].value, node, stateful))
                 chapter.api.append(node.name)
             elif decorator(node, "metric"):
                 chapter.api.append(node.name)
@@ -169,9 +177,16 @@ def check_book(book: list[Chapter]) -> None:
             if module in position and position[module] >= index:
                 what = "itself" if position[module] == index else f"{module}, which comes later in _toc.yml"
                 problems.append(f"{chapter.source.relative_to(ROOT)}: export cell line {line} imports {what}")
+    for chapter in book:
+        for loss in chapter.losses:
+            if loss.stateful and loss.module not in chapter.classes:
+                problems.append(
+                    f"{chapter.source.relative_to(ROOT)}: {loss.node.name} is @nn_module(..., stateful=True) "
+                    f"but the chapter defines no module class {loss.module} (an nn.Module with a forward)"
+                )
     for namespace, names_of in (
         ("lossbook", lambda c: c.api + c.toplevel),
-        ("lossbook.nn", lambda c: [loss.module for loss in c.losses] + c.classes),
+        ("lossbook.nn", lambda c: [loss.module for loss in c.losses if not loss.stateful] + c.classes),
     ):
         seen: dict[str, Chapter] = {}
         for chapter in book:
@@ -295,14 +310,15 @@ def render_nn(book: list[Chapter]) -> str:
     ]
     names: list[str] = []
     for chapter in book:
-        imported = [loss.node.name for loss in chapter.losses] + chapter.classes
+        imported = [loss.node.name for loss in chapter.losses if not loss.stateful] + chapter.classes
         if imported:
             lines.append(f"from {chapter.dotted} import {', '.join(imported)}")
             names += chapter.classes
     for chapter in book:
         for loss in chapter.losses:
-            lines += ["", "", render_class(loss).rstrip("\n")]
-            names.append(loss.module)
+            if not loss.stateful:
+                lines += ["", "", render_class(loss).rstrip("\n")]
+                names.append(loss.module)
     lines += ["", "", "__all__ = ["] + [f'    "{name}",' for name in sorted(names)] + ["]", ""]
     return "\n".join(lines)
 

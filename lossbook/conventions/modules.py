@@ -11,7 +11,7 @@ from lossbook.conventions.anatomy import REDUCTIONS, check_reduction
 
 
 def nn_module(
-    name: str, *, oracle: str, check: Callable[..., None] | None = None
+    name: str, *, oracle: str, check: Callable[..., None] | None = None, stateful: bool = False
 ) -> Callable[[Callable], Callable]:
     """Mark a functional loss to get the module ``lossbook.nn.<name>``.
 
@@ -21,8 +21,11 @@ def nn_module(
     independent implementation the tests compare the loss with (the catalogue lists it).
     ``check`` validates options at construction: it is called with the options it names
     as keyword arguments (``reduction`` is checked against ``"none"``, ``"mean"``,
-    ``"sum"`` unless ``check`` takes it). The function is returned unchanged but for
-    the attributes ``nn_module_name``, ``oracle`` and ``check_options``.
+    ``"sum"`` unless ``check`` takes it). ``stateful=True`` says that the module holds
+    state the function takes as a tensor (learnable centers, class weights, a queue): the
+    chapter then writes ``lossbook.nn.<name>`` by hand and no class is generated. The
+    function is returned unchanged but for the attributes ``nn_module_name``, ``oracle``,
+    ``check_options`` and ``nn_module_stateful``.
 
     Examples:
         >>> @nn_module("DoubledL1Loss", oracle="2 * torch.nn.functional.l1_loss")
@@ -36,6 +39,7 @@ def nn_module(
         function.nn_module_name = name
         function.oracle = oracle
         function.check_options = check
+        function.nn_module_stateful = stateful
         return function
 
     return mark
