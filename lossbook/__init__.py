@@ -67,6 +67,49 @@ from lossbook.metric_learning.embeddings import (
     recall_at_k,
     map_at_r,
 )
+from lossbook.metric_learning.contrastive import (
+    contrastive_loss,
+)
+from lossbook.metric_learning.triplet import (
+    triplet_loss,
+    batch_hard_triplet_loss,
+    batch_all_triplet_loss,
+    semi_hard_triplet_loss,
+)
+from lossbook.metric_learning.quadruplet import (
+    quadruplet_loss,
+)
+from lossbook.metric_learning.center import (
+    center_loss,
+)
+from lossbook.metric_learning.circle import (
+    circle_loss,
+)
+from lossbook.metric_learning.verification import (
+    verification_loss,
+)
+from lossbook.metric_learning.oim import (
+    oim_loss,
+)
+from lossbook.metric_learning.self_supervised import (
+    info_nce_loss,
+    nt_xent_loss,
+    supervised_contrastive_loss,
+)
+from lossbook.metric_learning.margin_softmax import (
+    cosface_loss,
+    arcface_loss,
+)
+from lossbook.sequences.edit_distance import (
+    edit_distance,
+    error_rate,
+)
+from lossbook.reinforcement.temporal_difference import (
+    td_loss,
+)
+from lossbook.performance.linear_cross_entropy import (
+    linear_cross_entropy,
+)
 from lossbook import nn
 
 __all__ = [
@@ -95,4 +138,23 @@ __all__ = [
     "dr_loss",
     "recall_at_k",
     "map_at_r",
+    "contrastive_loss",
+    "triplet_loss",
+    "batch_hard_triplet_loss",
+    "batch_all_triplet_loss",
+    "semi_hard_triplet_loss",
+    "quadruplet_loss",
+    "center_loss",
+    "circle_loss",
+    "verification_loss",
+    "oim_loss",
+    "info_nce_loss",
+    "nt_xent_loss",
+    "supervised_contrastive_loss",
+    "cosface_loss",
+    "arcface_loss",
+    "edit_distance",
+    "error_rate",
+    "td_loss",
+    "linear_cross_entropy",
 ]

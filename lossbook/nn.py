@@ -29,6 +29,17 @@ from lossbook.classification.focal import focal_loss, sigmoid_focal_loss
 from lossbook.detection.iou import iou_loss, giou_loss, diou_loss, ciou_loss
 from lossbook.detection.quality_focal import quality_focal_loss
 from lossbook.detection.dr_loss import dr_loss
+from lossbook.metric_learning.contrastive import contrastive_loss
+from lossbook.metric_learning.triplet import triplet_loss, batch_hard_triplet_loss, batch_all_triplet_loss, semi_hard_triplet_loss
+from lossbook.metric_learning.quadruplet import quadruplet_loss
+from lossbook.metric_learning.center import CenterLoss
+from lossbook.metric_learning.circle import circle_loss
+from lossbook.metric_learning.verification import VerificationLoss
+from lossbook.metric_learning.oim import OIMLoss
+from lossbook.metric_learning.self_supervised import info_nce_loss, nt_xent_loss, supervised_contrastive_loss
+from lossbook.metric_learning.margin_softmax import CosFaceLoss, ArcFaceLoss
+from lossbook.reinforcement.temporal_difference import td_loss
+from lossbook.performance.linear_cross_entropy import linear_cross_entropy
 
 
 class L1Loss(LossModule):
@@ -602,10 +613,370 @@ class DRLoss(LossModule):
         )
 
 
+class ContrastiveLoss(LossModule):
+    r"""Module form of :func:`lossbook.contrastive_loss`: Contrastive loss of pairs of embeddings (Hadsell, Chopra and LeCun 2006).
+
+    ``ContrastiveLoss(**options)(*tensors)`` equals ``contrastive_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(contrastive_loss)
+    options = ('margin', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, margin: float = 1.0, reduction: str = 'mean') -> None:
+        super().__init__(margin=margin, reduction=reduction)
+
+    def forward(self, x1: Tensor, x2: Tensor, target: Tensor) -> Tensor:
+        return contrastive_loss(x1, x2, target, margin=self.margin, reduction=self.reduction)
+
+
+class TripletLoss(LossModule):
+    r"""Module form of :func:`lossbook.triplet_loss`: Triplet margin loss of given triplets (anchor, positive, negative).
+
+    ``TripletLoss(**options)(*tensors)`` equals ``triplet_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(triplet_loss)
+    options = ('margin', 'p', 'swap', 'eps', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        p: float = 2,
+        swap: bool = False,
+        eps: float = 1e-06,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(margin=margin, p=p, swap=swap, eps=eps, reduction=reduction)
+
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
+        return triplet_loss(
+            anchor,
+            positive,
+            negative,
+            margin=self.margin,
+            p=self.p,
+            swap=self.swap,
+            eps=self.eps,
+            reduction=self.reduction,
+        )
+
+
+class BatchHardTripletLoss(LossModule):
+    r"""Module form of :func:`lossbook.batch_hard_triplet_loss`: Batch-hard triplet loss: per anchor, its farthest positive and nearest negative.
+
+    ``BatchHardTripletLoss(**options)(*tensors)`` equals ``batch_hard_triplet_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(batch_hard_triplet_loss)
+    options = ('margin', 'soft', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, margin: float = 1.0, soft: bool = False, reduction: str = 'mean') -> None:
+        super().__init__(margin=margin, soft=soft, reduction=reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return batch_hard_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            soft=self.soft,
+            reduction=self.reduction,
+        )
+
+
+class BatchAllTripletLoss(LossModule):
+    r"""Module form of :func:`lossbook.batch_all_triplet_loss`: Batch-all triplet loss: every valid triplet of the batch, without the cube.
+
+    ``BatchAllTripletLoss(**options)(*tensors)`` equals ``batch_all_triplet_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(batch_all_triplet_loss)
+    options = ('margin', 'mean_over', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.0,
+        mean_over: str = 'all',
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(margin=margin, mean_over=mean_over, reduction=reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return batch_all_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            mean_over=self.mean_over,
+            reduction=self.reduction,
+        )
+
+
+class SemiHardTripletLoss(LossModule):
+    r"""Module form of :func:`lossbook.semi_hard_triplet_loss`: Triplet loss with semi-hard negatives (FaceNet), one negative per positive pair.
+
+    ``SemiHardTripletLoss(**options)(*tensors)`` equals ``semi_hard_triplet_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(semi_hard_triplet_loss)
+    options = ('margin', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, margin: float = 1.0, reduction: str = 'mean') -> None:
+        super().__init__(margin=margin, reduction=reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return semi_hard_triplet_loss(
+            embeddings,
+            labels,
+            margin=self.margin,
+            reduction=self.reduction,
+        )
+
+
+class QuadrupletLoss(LossModule):
+    r"""Module form of :func:`lossbook.quadruplet_loss`: Quadruplet loss (Chen et al. 2017) on squared Euclidean distances.
+
+    ``QuadrupletLoss(**options)(*tensors)`` equals ``quadruplet_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(quadruplet_loss)
+    options = ('margin1', 'margin2', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        margin1: float = 1.0,
+        margin2: float = 0.5,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(margin1=margin1, margin2=margin2, reduction=reduction)
+
+    def forward(
+        self,
+        anchor: Tensor,
+        positive: Tensor,
+        negative1: Tensor,
+        negative2: Tensor,
+    ) -> Tensor:
+        return quadruplet_loss(
+            anchor,
+            positive,
+            negative1,
+            negative2,
+            margin1=self.margin1,
+            margin2=self.margin2,
+            reduction=self.reduction,
+        )
+
+
+class CircleLoss(LossModule):
+    r"""Module form of :func:`lossbook.circle_loss`: Circle loss (pair-wise labels) on the cosine similarities of a batch of embeddings.
+
+    ``CircleLoss(**options)(*tensors)`` equals ``circle_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(circle_loss)
+    options = ('m', 'gamma', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, m: float = 0.25, gamma: float = 256.0, reduction: str = 'mean') -> None:
+        super().__init__(m=m, gamma=gamma, reduction=reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return circle_loss(embeddings, labels, m=self.m, gamma=self.gamma, reduction=self.reduction)
+
+
+class InfoNCELoss(LossModule):
+    r"""Module form of :func:`lossbook.info_nce_loss`: InfoNCE: row ``i`` of ``key`` is the positive of row ``i`` of ``query``, every other key a negative.
+
+    ``InfoNCELoss(**options)(*tensors)`` equals ``info_nce_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(info_nce_loss)
+    options = ('temperature', 'symmetric', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.1,
+        symmetric: bool = False,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(temperature=temperature, symmetric=symmetric, reduction=reduction)
+
+    def forward(self, query: Tensor, key: Tensor) -> Tensor:
+        return info_nce_loss(
+            query,
+            key,
+            temperature=self.temperature,
+            symmetric=self.symmetric,
+            reduction=self.reduction,
+        )
+
+
+class NTXentLoss(LossModule):
+    r"""Module form of :func:`lossbook.nt_xent_loss`: NT-Xent, SimCLR's loss: two views of ``N`` samples, each of the :math:`2N` views the anchor of its pair, the other :math:`2N - 2` views its negatives.
+
+    ``NTXentLoss(**options)(*tensors)`` equals ``nt_xent_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(nt_xent_loss)
+    options = ('temperature', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, temperature: float = 0.1, reduction: str = 'mean') -> None:
+        super().__init__(temperature=temperature, reduction=reduction)
+
+    def forward(self, view1: Tensor, view2: Tensor) -> Tensor:
+        return nt_xent_loss(view1, view2, temperature=self.temperature, reduction=self.reduction)
+
+
+class SupervisedContrastiveLoss(LossModule):
+    r"""Module form of :func:`lossbook.supervised_contrastive_loss`: Supervised contrastive loss, :math:`\mathcal L^{sup}_{out}` of Khosla et al. (2020): every other sample of the anchor's class is a positive, the mean over positives outside the log.
+
+    ``SupervisedContrastiveLoss(**options)(*tensors)`` equals ``supervised_contrastive_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(supervised_contrastive_loss)
+    options = ('temperature', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, temperature: float = 0.1, reduction: str = 'mean') -> None:
+        super().__init__(temperature=temperature, reduction=reduction)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return supervised_contrastive_loss(
+            embeddings,
+            labels,
+            temperature=self.temperature,
+            reduction=self.reduction,
+        )
+
+
+class TDLoss(LossModule):
+    r"""Module form of :func:`lossbook.td_loss`: One-step temporal-difference loss: a regression of ``value`` on the bootstrapped, detached target :math:`R_{t+1} + \gamma (1 - d_t) V(S_{t+1})`.
+
+    ``TDLoss(**options)(*tensors)`` equals ``td_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(td_loss)
+    options = ('gamma', 'kind', 'truncated', 'reduction')
+    tensor_options = ('truncated',)
+
+    def __init__(
+        self,
+        *,
+        gamma: float = 0.99,
+        kind: str = 'mse',
+        truncated: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(gamma=gamma, kind=kind, truncated=truncated, reduction=reduction)
+
+    def forward(self, value: Tensor, next_value: Tensor, reward: Tensor, done: Tensor) -> Tensor:
+        return td_loss(
+            value,
+            next_value,
+            reward,
+            done,
+            gamma=self.gamma,
+            kind=self.kind,
+            truncated=self.truncated,
+            reduction=self.reduction,
+        )
+
+
+class LinearCrossEntropyLoss(LossModule):
+    r"""Module form of :func:`lossbook.linear_cross_entropy`: Cross entropy of a linear layer's output, ``cross_entropy(input @ linear_weight.T + linear_bias, target)``, without ever holding the ``(N, V)`` logits.
+
+    ``LinearCrossEntropyLoss(**options)(*tensors)`` equals ``linear_cross_entropy(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(linear_cross_entropy)
+    options = ('linear_bias', 'weight', 'reduction', 'ignore_index', 'label_smoothing', 'chunk_size', 'z_loss', 'softcap')
+    tensor_options = ('linear_bias', 'weight')
+
+    def __init__(
+        self,
+        *,
+        linear_bias: Tensor | None = None,
+        weight: Tensor | None = None,
+        reduction: str = 'mean',
+        ignore_index: int | None = -100,
+        label_smoothing: float = 0.0,
+        chunk_size: int | None = None,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+    ) -> None:
+        super().__init__(
+            linear_bias=linear_bias,
+            weight=weight,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            chunk_size=chunk_size,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
+
+    def forward(self, input: Tensor, linear_weight: Tensor, target: Tensor) -> Tensor:
+        return linear_cross_entropy(
+            input,
+            linear_weight,
+            target,
+            linear_bias=self.linear_bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            chunk_size=self.chunk_size,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+        )
+
+
 __all__ = [
+    "ArcFaceLoss",
     "BCEWithLogitsLoss",
+    "BatchAllTripletLoss",
+    "BatchHardTripletLoss",
     "CIoULoss",
+    "CenterLoss",
     "CharbonnierLoss",
+    "CircleLoss",
+    "ContrastiveLoss",
+    "CosFaceLoss",
     "CrossEntropyLoss",
     "DIoULoss",
     "DRLoss",
@@ -615,15 +986,25 @@ __all__ = [
     "GIoULoss",
     "HingeLoss",
     "HuberLoss",
+    "InfoNCELoss",
     "IoULoss",
     "KLDivLoss",
     "L1Loss",
+    "LinearCrossEntropyLoss",
     "LogCoshLoss",
     "LogisticLoss",
     "MSELoss",
     "MultiClassHingeLoss",
+    "NTXentLoss",
+    "OIMLoss",
+    "QuadrupletLoss",
     "QualityFocalLoss",
     "QuantileLoss",
+    "SemiHardTripletLoss",
     "SigmoidFocalLoss",
     "SmoothL1Loss",
+    "SupervisedContrastiveLoss",
+    "TDLoss",
+    "TripletLoss",
+    "VerificationLoss",
 ]

@@ -192,6 +192,16 @@ def embedding_tuples(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=Fa
     return _finish((anchor, positive, *negatives), dtype, device, tuple(range(count)), (n,))
 
 
+def linear_inputs(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, dim=6, vocabulary=11) -> Inputs:
+    """Hidden states ``(n, dim)``, an output layer's weight ``(vocabulary, dim)`` and class
+    indices ``(n,)``; ``extreme``: logits of about +-50."""
+    g = _generator(seed)
+    scale = (50.0 / dim**0.5) ** 0.5 if extreme else 1.0
+    input = scale * torch.randn(n, dim, generator=g)
+    weight = scale * torch.randn(vocabulary, dim, generator=g)
+    return _finish((input, weight, torch.randint(0, vocabulary, (n,), generator=g)), dtype, device, (0, 1), (n,))
+
+
 @dataclass
 class Case:
     """One loss with one set of options, and what the battery needs to know about it."""

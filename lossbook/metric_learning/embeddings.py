@@ -61,7 +61,9 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, squared: bool = Fa
     computed with one matrix product (memory :math:`O(NM)`, not :math:`O(NMD)`), clamped
     at 0 against rounding, with an exact 0 on the diagonal when ``y`` is None, and a
     finite gradient at distance 0 (:func:`safe_sqrt`). Half-precision inputs are computed
-    in float32.
+    in float32. The matrix-product form loses relative precision for points much closer
+    together than their norms (about :math:`\varepsilon \lVert x \rVert^2 / D_{ij}^2`,
+    :math:`\varepsilon` the machine epsilon), as ``torch.cdist`` does.
 
     Args:
         x: ``(N, D)``.
@@ -77,6 +79,9 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, squared: bool = Fa
         tensor([[0., 5.],
                 [5., 0.]])
     """
+    if x.dim() != 2 or (y is not None and (y.dim() != 2 or y.shape[1] != x.shape[1])):
+        got = tuple(x.shape) if y is None else f"{tuple(x.shape)} and {tuple(y.shape)}"
+        raise ValueError(f"pairwise_distances needs x of shape (N, D) and y of shape (M, D), got {got}")
     dtype = compute_dtype(x) if y is None else compute_dtype(x, y)
     x = x.to(dtype)
     other = x if y is None else y.to(dtype)
@@ -150,10 +155,14 @@ def recall_at_k(embeddings: Tensor, labels: Tensor, *, k: int = 1, distance: str
     r"""Recall@k of retrieval: the fraction of samples with a same-label sample among their
     ``k`` nearest neighbours (leave-one-out: a sample is not its own neighbour).
 
-    .. math:: \text{R@}k = \frac{1}{N} \sum_i \mathbb 1\big[\exists j \in \text{kNN}_k(i): y_j = y_i\big]
+    .. math:: \text{R@}k = \frac{1}{|\mathcal Q|} \sum_{i \in \mathcal Q} \mathbb 1\big[\exists j \in \text{kNN}_k(i): y_j = y_i\big]
 
     The metric of Song et al. (2016) and most retrieval papers (it is a hit rate, not
-    the recall of information retrieval). Ties in distance are broken by index.
+    the recall of information retrieval); at ``k=1`` it is pytorch-metric-learning's
+    ``precision_at_1``. The queries :math:`\mathcal Q` are the samples that have another
+    sample of their label (a sample alone in its class cannot hit and is left out, as
+    pytorch-metric-learning does); 0 if there are none. Ties in distance are broken by
+    index. Memory is :math:`O(N^2)` (the full distance matrix); no gradient.
 
     Args:
         embeddings: ``(N, D)``.
@@ -162,7 +171,7 @@ def recall_at_k(embeddings: Tensor, labels: Tensor, *, k: int = 1, distance: str
         distance: ``"euclidean"`` or ``"cosine"``.
 
     Returns:
-        A scalar in [0, 1] (float32, or float64 for float64 embeddings); no gradient.
+        A scalar in [0, 1] (float32, or float64 for float64 embeddings).
 
     Examples:
         >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.2], [5.0]])
@@ -172,8 +181,9 @@ def recall_at_k(embeddings: Tensor, labels: Tensor, *, k: int = 1, distance: str
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     order, relevant = _similarity_ranking(embeddings, labels, distance)
+    queries = relevant.any(dim=1)
     hits = relevant[:, :k].any(dim=1)
-    return hits.to(compute_dtype(embeddings)).mean() if hits.numel() else hits.sum().to(compute_dtype(embeddings))
+    return hits.sum().to(compute_dtype(embeddings)) / queries.sum().clamp_min(1)
 
 
 @metric(oracle="brute force")
@@ -182,11 +192,22 @@ def map_at_r(embeddings: Tensor, labels: Tensor, *, distance: str = "euclidean")
     rewards ranking all of a sample's positives first.
 
     For a query with :math:`R` other samples of its class, ranked neighbours
-    :math:`j = 1, 2, \dots`, and :math:`P(j)` the precision of the first :math:`j`,
+    :math:`j = 1, 2, \dots` (leave-one-out), and :math:`P(j)` the precision of the first
+    :math:`j`,
 
     .. math:: \text{AP@}R = \frac{1}{R} \sum_{j=1}^{R} P(j)\, \mathbb 1[\text{neighbour } j \text{ is a positive}]
 
-    averaged over the queries with :math:`R \ge 1` (0 if there are none).
+    averaged over the queries with :math:`R \ge 1` (0 if there are none); equal to
+    pytorch-metric-learning's ``mean_average_precision_at_r``. Ties are broken by index;
+    memory :math:`O(N^2)`; no gradient.
+
+    Args:
+        embeddings: ``(N, D)``.
+        labels: ``(N,)`` integer class ids.
+        distance: ``"euclidean"`` or ``"cosine"``.
+
+    Returns:
+        A scalar in [0, 1] (float32, or float64 for float64 embeddings).
 
     Examples:
         >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.2], [5.0]])
@@ -207,8 +228,9 @@ def map_at_r(embeddings: Tensor, labels: Tensor, *, distance: str = "euclidean")
 def digits_data(*, test_fraction: float = 0.3, seed: int = 0, device: str | torch.device = "cpu"):
     """scikit-learn's 8x8 digits (1797 images, shipped with the package, no download) as
     ``(x_train, y_train, x_test, y_test)``: pixels scaled to [0, 1], flattened to 64
-    features, split at random with ``seed``. Imports scikit-learn, which the package
-    itself does not depend on (the book's experiments do).
+    features, split at random with ``seed`` (1258 training and 539 test images by
+    default; labels int64). Imports scikit-learn, which the package itself does not
+    depend on (the book's experiments do).
     """
     from sklearn.datasets import load_digits
 
@@ -223,7 +245,11 @@ def digits_data(*, test_fraction: float = 0.3, seed: int = 0, device: str | torc
 
 def embedding_net(out_features: int = 2, *, hidden: int = 64, seed: int = 0) -> nn.Sequential:
     """The part's small embedding network for 8x8 digits: 64 -> hidden -> hidden -> out,
-    ReLU between, seeded so that experiments comparing losses start from the same weights."""
+    ReLU between, seeded so that experiments comparing losses start from the same weights.
+
+    It seeds the global generator (``torch.manual_seed(seed)``) before building the
+    layers, so what a chapter draws at random after calling it is reproducible too.
+    """
     torch.manual_seed(seed)
     return nn.Sequential(
         nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
