@@ -59,8 +59,11 @@ def measure(way: str, n: int, d: int, v: int, dtype_name: str, repeats: int) -> 
         h.grad = w.grad = None
         return loss.item()
 
+    # M_MMAP_THRESHOLD: map allocations of 64 kB and more one by one, so that freed memory
+    # leaves the process and the peak counts what is live (set before the warm-up, so that
+    # the warm-up leaves no freed heap for the measured call to reuse unseen).
+    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)
     value = step()  # warm-up: once-only allocations, kernels
-    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: map large allocations one by one
     before = status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")

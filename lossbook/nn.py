@@ -889,28 +889,28 @@ class TDLoss(LossModule):
     """
 
     function = staticmethod(td_loss)
-    options = ('gamma', 'kind', 'truncated', 'reduction')
-    tensor_options = ('truncated',)
+    options = ('gamma', 'kind', 'reduction')
+    tensor_options = ()
 
-    def __init__(
+    def __init__(self, *, gamma: float = 0.99, kind: str = 'mse', reduction: str = 'mean') -> None:
+        super().__init__(gamma=gamma, kind=kind, reduction=reduction)
+
+    def forward(
         self,
-        *,
-        gamma: float = 0.99,
-        kind: str = 'mse',
+        value: Tensor,
+        next_value: Tensor,
+        reward: Tensor,
+        done: Tensor,
         truncated: Tensor | None = None,
-        reduction: str = 'mean',
-    ) -> None:
-        super().__init__(gamma=gamma, kind=kind, truncated=truncated, reduction=reduction)
-
-    def forward(self, value: Tensor, next_value: Tensor, reward: Tensor, done: Tensor) -> Tensor:
+    ) -> Tensor:
         return td_loss(
             value,
             next_value,
             reward,
             done,
+            truncated,
             gamma=self.gamma,
             kind=self.kind,
-            truncated=self.truncated,
             reduction=self.reduction,
         )
 
@@ -924,7 +924,7 @@ class LinearCrossEntropyLoss(LossModule):
     """
 
     function = staticmethod(linear_cross_entropy)
-    options = ('linear_bias', 'weight', 'reduction', 'ignore_index', 'label_smoothing', 'chunk_size', 'z_loss', 'softcap')
+    options = ('linear_bias', 'weight', 'reduction', 'ignore_index', 'label_smoothing', 'chunk_size', 'z_loss', 'softcap', 'allow_retain_graph')
     tensor_options = ('linear_bias', 'weight')
 
     def __init__(
@@ -938,6 +938,7 @@ class LinearCrossEntropyLoss(LossModule):
         chunk_size: int | None = None,
         z_loss: float = 0.0,
         softcap: float | None = None,
+        allow_retain_graph: bool = False,
     ) -> None:
         super().__init__(
             linear_bias=linear_bias,
@@ -948,6 +949,7 @@ class LinearCrossEntropyLoss(LossModule):
             chunk_size=chunk_size,
             z_loss=z_loss,
             softcap=softcap,
+            allow_retain_graph=allow_retain_graph,
         )
 
     def forward(self, input: Tensor, linear_weight: Tensor, target: Tensor) -> Tensor:
@@ -963,6 +965,7 @@ class LinearCrossEntropyLoss(LossModule):
             chunk_size=self.chunk_size,
             z_loss=self.z_loss,
             softcap=self.softcap,
+            allow_retain_graph=self.allow_retain_graph,
         )
 
 

@@ -111,11 +111,16 @@ def test_losses_have_modules_and_keyword_only_options(name, function):
     module_name = getattr(function, "nn_module_name", None)
     if module_name is None:
         return
-    assert getattr(lossbook.nn, module_name).function is function
+    module = getattr(lossbook.nn, module_name)
+    stateful = function.nn_module_stateful
+    # A stateful loss's module is written by hand and holds the state the function takes as
+    # a tensor: the class weights of CosFace/ArcFace are its `weight` parameter (as in nn.Linear).
+    assert issubclass(module, torch.nn.Module) if stateful else module.function is function
     for parameter in inspect.signature(function).parameters.values():
         tensor_like = parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
         assert tensor_like or parameter.kind is inspect.Parameter.KEYWORD_ONLY
-        if parameter.name in ("reduction", "weight", "delta", "beta", "eps", "q"):
+        option = ("reduction", "delta", "beta", "eps", "q") + (() if stateful else ("weight",))
+        if parameter.name in option:
             assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, f"{name}: {parameter.name} is an option"
 
 
@@ -124,7 +129,7 @@ def test_package_needs_torch_only():
     time; a function may import an optional package (matplotlib for a figure, triton for a
     GPU kernel) when it is called."""
     allowed = {"torch", "lossbook", "__future__"} | set(sys.stdlib_module_names)
-    optional = {"matplotlib", "numpy", "triton"}
+    optional = {"matplotlib", "numpy", "triton", "sklearn"}  # sklearn: the digits of Part IV's experiments
 
     def roots(node):
         if isinstance(node, ast.Import):

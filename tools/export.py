@@ -247,6 +247,10 @@ def render_class(loss: LossFunction) -> str:
     if arguments.vararg or arguments.kwarg or arguments.posonlyargs:
         raise ExportError(f"{function}: @nn_module functions take named tensors and keyword-only options")
     tensors = [(a.arg, ast.unparse(a.annotation) if a.annotation else "Tensor") for a in arguments.args]
+    # Optional per-call tensors (a truncation mask) keep their default in forward.
+    defaults = [None] * (len(tensors) - len(arguments.defaults)) + [ast.unparse(d) for d in arguments.defaults]
+    forward_parameters = [f"{name}: {annotation}" + ("" if default is None else f" = {default}")
+                          for (name, annotation), default in zip(tensors, defaults)]
     options = []
     for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults):
         annotation = ast.unparse(argument.annotation) if argument.annotation else "object"
@@ -275,7 +279,7 @@ def render_class(loss: LossFunction) -> str:
     if options:
         lines += wrapped("    def __init__(", ["self", "*", *parameters], ") -> None:")
         lines += wrapped("        super().__init__(", [f"{name}={name}" for name in names], ")") + [""]
-    lines += wrapped("    def forward(", ["self"] + [f"{name}: {annotation}" for name, annotation in tensors], ") -> Tensor:")
+    lines += wrapped("    def forward(", ["self"] + forward_parameters, ") -> Tensor:")
     lines += wrapped(f"        return {function}(", call, ")") + [""]
     return "\n".join(lines)
 

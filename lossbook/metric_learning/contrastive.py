@@ -5,6 +5,7 @@ from torch import Tensor
 
 from lossbook.conventions.anatomy import (
     check_positive,
+    check_range,
     check_reduction,
     check_same_shape,
     check_values,
@@ -15,11 +16,13 @@ from lossbook.conventions.modules import nn_module
 from lossbook.metric_learning.embeddings import check_embeddings, safe_sqrt
 
 
-def check_pair_target(target: Tensor, x1: Tensor) -> None:
-    """Refuse a pair target that is not a real or bool tensor of shape ``(N,)`` holding 0 or 1.
+def check_pair_target(target: Tensor, x1: Tensor, *, soft: bool = False, name: str = "x1") -> None:
+    """Refuse a pair target that is not a real or bool tensor of shape ``(N,)`` holding 0 or 1
+    (1 = a similar pair, the same identity), or with ``soft`` any value in [0, 1].
 
     Floating, integer (any integer dtype) and bool targets are accepted; the values are
     checked as :func:`lossbook.conventions.anatomy.values_checked` says (eagerly, on CPU).
+    :func:`lossbook.verification_loss` uses it with ``soft=True``.
 
     Examples:
         >>> check_pair_target(torch.tensor([1, 0, 2]), torch.zeros(3, 2))
@@ -33,10 +36,14 @@ def check_pair_target(target: Tensor, x1: Tensor) -> None:
         raise TypeError(f"target must be a real or bool tensor of 0/1 pair labels, got dtype {target.dtype}")
     if target.shape != x1.shape[:1]:
         raise ValueError(
-            f"target must have shape (N,) = ({x1.shape[0]},) for x1 of shape {tuple(x1.shape)}, "
+            f"target must have shape (N,) = ({x1.shape[0]},) for {name} of shape {tuple(x1.shape)}, "
             f"got {tuple(target.shape)}"
         )
-    if target.dtype != torch.bool:
+    if target.dtype == torch.bool:
+        return
+    if soft:
+        check_range(target, 0, 1, lambda value: f"target must hold values in [0, 1] (1 = same identity), got {value}")
+    else:
         check_values(
             target,
             lambda t: (t != 0) & (t != 1),

@@ -100,14 +100,14 @@ def oim_loss(
     dtype = compute_dtype(features, lookup_table, queue)
     memory = torch.cat([lookup_table, queue]).to(dtype)
     # float32 for half inputs, also under autocast (whose matrix product returns float16)
+    # scaled after the product: under autocast the product is float16, and scaling the
+    # features first could overflow it
     logits = scalar * (features.to(dtype) @ memory.T).to(dtype)
-    labeled = labels >= 0
-    loss = F.cross_entropy(logits, labels.clamp_min(0).long(), reduction="none")
-    loss = torch.where(labeled, loss, 0.0)
+    loss = F.cross_entropy(logits, labels.long(), ignore_index=-1, reduction="none")  # 0 where unlabelled
     if reduction == "none":
         return loss
     total = loss.sum()
-    return total if reduction == "sum" else total / labeled.sum().clamp_min(1)
+    return total if reduction == "sum" else total / (labels >= 0).sum().clamp_min(1)
 
 
 def oim_update(

@@ -8,13 +8,13 @@ from torch import Tensor, nn
 
 from lossbook.conventions.anatomy import (
     check_floating,
-    check_range,
     check_reduction,
     check_same_shape,
     reduce_loss,
     upcast,
 )
 from lossbook.conventions.modules import LossModule, nn_module
+from lossbook.metric_learning.contrastive import check_pair_target
 
 
 def _check_verification(f1: Tensor, f2: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -35,20 +35,6 @@ def _check_verification(f1: Tensor, f2: Tensor, weight: Tensor, bias: Tensor) ->
     if bias.shape not in ((), (1,)):
         raise ValueError(f"bias must have shape () (or nn.Linear's (1,)), got {tuple(bias.shape)}")
     return weight.reshape(dim), bias.reshape(())
-
-
-def _check_same_identity_target(target: Tensor, f1: Tensor) -> None:
-    """Refuse a target that is not a real tensor ``(N,)`` with values in [0, 1]."""
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if target.is_complex():
-        raise TypeError(f"target must be a real or bool tensor (1 = same identity), got dtype {target.dtype}")
-    if target.shape != f1.shape[:1]:
-        raise ValueError(
-            f"target must have shape (N,) = ({f1.shape[0]},) for f1 of shape {tuple(f1.shape)}, got {tuple(target.shape)}"
-        )
-    if target.dtype != torch.bool:
-        check_range(target, 0, 1, lambda value: f"target must hold values in [0, 1] (1 = same identity), got {value}")
 
 
 @nn_module(
@@ -106,7 +92,7 @@ def verification_loss(
     """
     check_reduction(reduction)
     weight, bias = _check_verification(f1, f2, weight, bias)
-    _check_same_identity_target(target, f1)
+    check_pair_target(target, f1, soft=True, name="f1")
     f1, f2, weight, bias = upcast(f1, f2, weight, bias)
     difference = f1 - f2
     # Elementwise products and a sum, not a matrix product, which autocast would run in float16.

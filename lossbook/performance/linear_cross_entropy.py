@@ -14,8 +14,10 @@ from lossbook.conventions.anatomy import (
 )
 from lossbook.conventions.modules import nn_module
 
-# Logits held at once by the chunked path: 2**23 float32 values, 32 MB, whatever the vocabulary.
-CHUNK_ELEMENTS = 1 << 23
+# Logits held at once by the chunked path: 2**21 float32 values (8 MB), or MIN_CHUNK_ROWS rows
+# for vocabularies beyond 32768, where fewer rows would starve the matrix products.
+CHUNK_ELEMENTS = 1 << 21
+MIN_CHUNK_ROWS = 64
 
 
 def _row_losses(lse, target_logit, w_target, valid, smoothing, z_loss, smoothing_terms):
@@ -107,11 +109,14 @@ def _denominator(target, class_weight, valid, dtype):
 class _LinearCrossEntropy(torch.autograd.Function):
     """The chunked loss. For "mean" and "sum" the forward also computes the gradients (for
     an upstream gradient of 1) while each chunk's logits are at hand, so the backward only
-    scales them: three matrix products in all, as in the unchunked loss. For "none" the
-    backward needs each row's upstream gradient first, so it recomputes the logits."""
+    scales them: three matrix products in all, as in the unchunked loss. It scales them in
+    place and hands them over, so no second copy of the weight's gradient is made; a second
+    backward through the same graph is then refused unless ``allow_retain_graph``. For
+    "none" the backward needs each row's upstream gradient first, so it recomputes the logits."""
 
     @staticmethod
-    def forward(ctx, input, weight, bias, target, class_weight, ignore_index, options, rows, reduction):
+    def forward(ctx, input, weight, bias, target, class_weight, ignore_index, options, rows, reduction,
+                allow_retain_graph):
         dtype = compute_dtype(input, weight)
         h, w = input.to(dtype), weight.to(dtype)
         b = None if bias is None else bias.to(dtype)
@@ -119,6 +124,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         valid = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
         needs = ctx.needs_input_grad[:3]
         ctx.setup = (ignore_index, options, rows, reduction, [t.dtype if t is not None else None for t in (input, weight, bias)])
+        ctx.allow_retain_graph = allow_retain_graph or torch.compiler.is_compiling()
         if reduction == "none":
             losses, _ = _chunked_pass(h, w, b, target, cw, valid, options, rows, None, needs)
             ctx.save_for_backward(input, weight, bias, target, class_weight)
@@ -131,7 +137,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         precompute = any(needs)
         losses, grads = _chunked_pass(h, w, b, target, cw, valid, options, rows,
                                       scale.expand(h.shape[0]) if precompute else None, needs)
-        ctx.save_for_backward(*grads)
+        if ctx.allow_retain_graph:
+            ctx.save_for_backward(*grads)
+        else:
+            ctx.stash = list(grads)  # handed over, scaled in place, by the one backward
         return losses.sum() * scale
 
     @staticmethod
@@ -144,15 +153,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 "chunks, so second derivatives (create_graph=True, gradgradcheck, Hessian-vector products) "
                 "are not available; use cross_entropy(input @ linear_weight.T) for them", 1)
             grads = [None if g is None else refuse(g.detach().requires_grad_()) for g in grads]
-        return (*grads,) + (None,) * 6
+        return (*grads,) + (None,) * 7
 
     @staticmethod
     def _gradients(ctx, grad_output):
         ignore_index, options, rows, reduction, dtypes = ctx.setup
-        if reduction != "none":
-            # Computed in the forward for an upstream gradient of 1. Scaled out of place: a
-            # backward may run twice (retain_graph, gradcheck), so the saved ones stay as they are.
-            return [None if g is None else (g * grad_output).to(d) for g, d in zip(ctx.saved_tensors, dtypes)]
+        if reduction != "none":  # computed in the forward for an upstream gradient of 1
+            if ctx.allow_retain_graph:
+                return [None if g is None else (g * grad_output).to(d) for g, d in zip(ctx.saved_tensors, dtypes)]
+            if ctx.stash is None:
+                raise RuntimeError(
+                    "linear_cross_entropy's backward ran twice on one graph (retain_graph=True): its gradients "
+                    "are computed in the forward and handed over by the first backward; pass "
+                    "allow_retain_graph=True to keep a copy"
+                )
+            grads, ctx.stash = ctx.stash, None
+            return [None if g is None else g.mul_(grad_output).to(d) for g, d in zip(grads, dtypes)]
         input, weight, bias, target, class_weight = ctx.saved_tensors
         dtype = compute_dtype(input, weight)
         h, w = input.to(dtype), weight.to(dtype)
@@ -189,8 +205,15 @@ def _materialized(h, weight, bias, target, class_weight, valid, options, reducti
 
 
 def _check_linear_cross_entropy_options(
-    ignore_index: int | None, label_smoothing: float, chunk_size: int | None, z_loss: float, softcap: float | None
+    ignore_index: int | None,
+    label_smoothing: float,
+    chunk_size: int | None,
+    z_loss: float,
+    softcap: float | None,
+    allow_retain_graph: bool,
 ) -> None:
+    if not isinstance(allow_retain_graph, bool):
+        raise TypeError(f"allow_retain_graph must be True or False, got {allow_retain_graph!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
     check_positive(label_smoothing, "label_smoothing", allow_zero=True)
@@ -217,6 +240,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    allow_retain_graph: bool = False,
 ) -> Tensor:
     r"""Cross entropy of a linear layer's output, ``cross_entropy(input @ linear_weight.T +
     linear_bias, target)``, without ever holding the ``(N, V)`` logits.
@@ -229,7 +253,8 @@ def linear_cross_entropy(
     with :math:`z` soft-capped first when ``softcap`` = :math:`c` is given
     (:math:`z \leftarrow c \tanh(z / c)`, Gemma 2), and PaLM's z-loss weight
     :math:`\lambda_z` = ``z_loss``. The rows are processed in chunks of ``chunk_size``
-    (default: as many as make :data:`CHUNK_ELEMENTS` logits, 32 MB of float32); for
+    (default: as many as make :data:`CHUNK_ELEMENTS` logits, 8 MB of float32, and at least
+    :data:`MIN_CHUNK_ROWS`); for
     ``"mean"`` and ``"sum"`` the gradients are computed in the forward while each chunk's
     logits are at hand, so forward plus backward costs the three matrix products of the
     unchunked loss and keeps one chunk of logits at a time. Double backward is refused
@@ -255,6 +280,10 @@ def linear_cross_entropy(
         chunk_size: rows per chunk, or None for the default.
         z_loss: :math:`\lambda_z \ge 0` (PaLM uses 1e-4).
         softcap: :math:`c > 0` or None (Gemma 2 uses 30 for the final logits).
+        allow_retain_graph: keep the gradients after the backward, so that a second backward
+            through the same graph (``retain_graph=True``, ``gradcheck``) works, at the cost
+            of a second copy of the weight's gradient during the backward (as PyTorch's
+            ``LinearCrossEntropyOptions(allow_retain_graph=True)``).
 
     Returns:
         The loss, float32 for half inputs.
@@ -296,7 +325,7 @@ def linear_cross_entropy(
     if weight is not None:
         check_class_vector(weight, "weight", vocabulary)
     check_reduction(reduction)
-    _check_linear_cross_entropy_options(ignore_index, label_smoothing, chunk_size, z_loss, softcap)
+    _check_linear_cross_entropy_options(ignore_index, label_smoothing, chunk_size, z_loss, softcap, allow_retain_graph)
     check_range(
         target, 0, vocabulary - 1,
         lambda index: f"target holds class index {index}, but linear_weight has {vocabulary} rows (classes 0 to {vocabulary - 1})",
@@ -312,13 +341,14 @@ def linear_cross_entropy(
         loss = _materialized(h.to(dtype), linear_weight.to(dtype), None if linear_bias is None else linear_bias.to(dtype),
                              flat, None if weight is None else weight.to(dtype), valid, options, reduction)
     else:
-        rows = chunk_size if chunk_size is not None else max(1, CHUNK_ELEMENTS // max(vocabulary, 1))
+        rows = chunk_size if chunk_size is not None else max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // max(vocabulary, 1))
         loss = _LinearCrossEntropy.apply(h, linear_weight, linear_bias, flat, weight, ignore_index, options, rows,
-                                         reduction)
+                                         reduction, allow_retain_graph)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
 __all__ = [
     "CHUNK_ELEMENTS",
+    "MIN_CHUNK_ROWS",
     "linear_cross_entropy",
 ]

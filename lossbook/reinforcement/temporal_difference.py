@@ -69,10 +69,10 @@ def td_loss(
     next_value: Tensor,
     reward: Tensor,
     done: Tensor,
+    truncated: Tensor | None = None,
     *,
     gamma: float = 0.99,
     kind: str = "mse",
-    truncated: Tensor | None = None,
     reduction: str = "mean",
 ) -> Tensor:
     r"""One-step temporal-difference loss: a regression of ``value`` on the bootstrapped,

@@ -83,7 +83,8 @@ def test_z_loss_and_softcap_follow_equation_3(reduction, z_loss, softcap):
     np.testing.assert_allclose(ours.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(
         lambda h, w, b: linear_cross_entropy(h, w, y, linear_bias=b, weight=cw, label_smoothing=0.1, z_loss=z_loss,
-                                             softcap=softcap, reduction=reduction, chunk_size=5), (h, w, b))
+                                             softcap=softcap, reduction=reduction, chunk_size=5,
+                                             allow_retain_graph=True), (h, w, b))
 
 
 def test_sequence_shaped_input_and_any_integer_target():
@@ -124,13 +125,35 @@ def test_double_backward_is_refused_clearly():
         grad.sum().backward()
 
 
-def test_backward_twice_with_retain_graph():
+def test_a_second_backward_needs_allow_retain_graph():
     h, w, _, y = problem()
     loss = linear_cross_entropy(h, w, y)
     first = torch.autograd.grad(loss, (h, w), retain_graph=True)
-    second = torch.autograd.grad(loss, (h, w))
-    for a, b in zip(first, second):
+    with pytest.raises(RuntimeError, match="backward ran twice on one graph.*allow_retain_graph=True"):
+        torch.autograd.grad(loss, (h, w))
+    loss = linear_cross_entropy(h, w, y, allow_retain_graph=True)
+    second = torch.autograd.grad(loss, (h, w), retain_graph=True)
+    third = torch.autograd.grad(loss, (h, w))
+    for a, b, c in zip(first, second, third):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(b, c, rtol=0, atol=0)
+
+
+def test_the_gradients_are_handed_over_not_copied():
+    """With one backward, the weight's gradient is the buffer the forward filled: no copy."""
+    h, w, _, y = problem(n=64, d=8, v=500, dtype=torch.float32)
+    made = []
+
+    class Storages(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            made.extend(t.untyped_storage().data_ptr() for t in torch.utils._pytree.tree_leaves(out)
+                        if isinstance(t, torch.Tensor) and t.numel() == w.numel())
+            return out
+
+    with Storages():
+        linear_cross_entropy(h, w, y, chunk_size=16).backward()
+    assert set(made) - {w.untyped_storage().data_ptr()} == {w.grad.untyped_storage().data_ptr()}
 
 
 def test_nothing_counted_gives_a_connected_zero():
