@@ -301,7 +301,7 @@ def test_multiclass_limits(problem):
     assert (cs <= ww + 1e-9).all() and (ww <= (classes - 1) * cs + 1e-9).all()  # eq. (8)
     mistake = (scores.gather(1, target[:, None])[:, 0] <= scores.masked_fill(
         F.one_hot(target, classes).bool(), -torch.inf).amax(1)).double()
-    assert (cs >= mistake).all()  # upper bound of the multi-class 0-1 loss
+    assert (cs >= mistake - 1e-12).all()  # upper bound of the multi-class 0-1 loss (up to rounding)
     torch.testing.assert_close(multiclass_hinge_loss(scores, target, mode="crammer_singer", p=2, reduction="none"),
                                cs**2)
 

@@ -13,7 +13,13 @@ import lossbook.nn
 from lossbook.conventions.anatomy import check_positive, residual_loss
 from lossbook.conventions.modules import LossModule, metric, nn_module
 
-GENERATED = [getattr(lossbook.nn, name) for name in lossbook.nn.__all__ if getattr(lossbook.nn, name).function]
+# The classes tools/export.py writes; a stateful loss's module (its chapter writes it) may name
+# its function too, but has its own constructor.
+GENERATED = [
+    getattr(lossbook.nn, name)
+    for name in lossbook.nn.__all__
+    if getattr(lossbook.nn, name).function and not getattr(lossbook.nn, name).function.nn_module_stateful
+]
 
 
 def scaled_l1(input, target, *, scale=1.0, weight=None, reduction="mean"):
