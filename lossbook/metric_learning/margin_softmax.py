@@ -134,7 +134,7 @@ def arcface_loss(
     (Deng et al. 2019), and beyond, insightface's fallback
     :math:`\psi(\theta) = \cos\theta - \Delta \sin\Delta` (the default, also
     pytorch-metric-learning's) or, with ``easy_margin``, no margin where
-    :math:`\cos\theta \le 0`. See :func:`arcface_target_logit`.
+    :math:`\cos\theta \le 0`. See :func:`lossbook.metric_learning.margin_softmax.arcface_target_logit`.
 
     Args:
         embeddings: ``(N, D)`` features (any norm).
@@ -173,7 +173,7 @@ def _class_weights(num_classes: int, embedding_size: int) -> nn.Parameter:
 
 
 class CosFaceLoss(LossModule):
-    r"""CosFace (:func:`cosface_loss`) holding its class weights ``weight`` ``(num_classes, embedding_size)``
+    r"""CosFace (:func:`lossbook.cosface_loss`) holding its class weights ``weight`` ``(num_classes, embedding_size)``
     as a Parameter (train them with the network's optimizer): ``forward(embeddings, labels)``.
 
     Examples:
@@ -203,7 +203,7 @@ class CosFaceLoss(LossModule):
 
 
 class ArcFaceLoss(LossModule):
-    r"""ArcFace (:func:`arcface_loss`) holding its class weights ``weight`` ``(num_classes, embedding_size)``
+    r"""ArcFace (:func:`lossbook.arcface_loss`) holding its class weights ``weight`` ``(num_classes, embedding_size)``
     as a Parameter: ``forward(embeddings, labels)``. ``margin`` is in radians.
 
     Examples:

@@ -16,7 +16,7 @@ from lossbook.metric_learning.embeddings import check_embeddings
 
 
 def _check_oim_options(scalar: float) -> None:
-    """The inverse temperature ``scalar > 0`` of :func:`oim_loss`."""
+    """The inverse temperature ``scalar > 0`` of :func:`lossbook.oim_loss`."""
     check_positive(scalar, "scalar")
 
 
@@ -63,7 +63,7 @@ def oim_loss(
 
     for every sample with a label :math:`y_i \ge 0` (:math:`s` is ``scalar``, the inverse
     temperature :math:`1/T`); unlabelled samples (label -1) have no loss. The memories are
-    read only: this function never changes them (see :func:`oim_update` and the module
+    read only: this function never changes them (see :func:`lossbook.metric_learning.oim.oim_update` and the module
     ``lossbook.nn.OIMLoss``, which owns and updates them).
 
     Args:
@@ -159,8 +159,8 @@ class OIMLoss(LossModule):
     r"""Online instance matching (Xiao et al. 2017) with its memories: a lookup table of
     ``num_labeled`` identities and a circular queue of ``queue_size`` unlabelled features.
 
-    ``forward(features, labels)`` returns :func:`oim_loss` against the current memories
-    and then, in training mode, updates them with :func:`oim_update` (momentum ``momentum``,
+    ``forward(features, labels)`` returns :func:`lossbook.oim_loss` against the current memories
+    and then, in training mode, updates them with :func:`lossbook.metric_learning.oim.oim_update` (momentum ``momentum``,
     the paper's :math:`\gamma`). In eval mode the memories are left alone. The memories
     are buffers: ``lookup_table`` ``(num_labeled, num_features)``, ``queue``
     ``(queue_size, num_features)`` and ``queue_pointer`` (a long scalar), all zero at
@@ -172,7 +172,7 @@ class OIMLoss(LossModule):
         queue_size: the queue length ``Q`` (0: no queue).
         scalar: the inverse temperature (30 in the common PyTorch implementations).
         momentum: :math:`\mu \in [0, 1]` of the table update (0.5 in the paper).
-        reduction: as in :func:`oim_loss`.
+        reduction: as in :func:`lossbook.oim_loss`.
 
     Examples:
         >>> criterion = OIMLoss(2, num_labeled=3, queue_size=2, scalar=10.0)

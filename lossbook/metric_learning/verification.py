@@ -108,7 +108,7 @@ class VerificationLoss(LossModule):
     :math:`(\mathbf h_1 - \mathbf h_2)^{\circ 2}` as parameters (initialized as
     ``nn.Linear(feat_dim, 1)`` initializes its own: uniform in
     :math:`\pm 1/\sqrt{D}`); give them to the optimizer with the network.
-    ``forward(f1, f2, target)`` returns the loss, :meth:`lossbook.nn.VerificationLoss.logits` the classifier's logit
+    ``forward(f1, f2, target)`` returns the loss, its method ``logits`` the classifier's logit
     (the evidence for "same identity"; its sigmoid is the probability).
 
     Args:

@@ -253,8 +253,8 @@ def linear_cross_entropy(
     with :math:`z` soft-capped first when ``softcap`` = :math:`c` is given
     (:math:`z \leftarrow c \tanh(z / c)`, Gemma 2), and PaLM's z-loss weight
     :math:`\lambda_z` = ``z_loss``. The rows are processed in chunks of ``chunk_size``
-    (default: as many as make :data:`CHUNK_ELEMENTS` logits, 8 MB of float32, and at least
-    :data:`MIN_CHUNK_ROWS`); for
+    (default: as many as make ``CHUNK_ELEMENTS`` logits, 8 MB of float32, and at least
+    ``MIN_CHUNK_ROWS``); for
     ``"mean"`` and ``"sum"`` the gradients are computed in the forward while each chunk's
     logits are at hand, so forward plus backward costs the three matrix products of the
     unchunked loss and keeps one chunk of logits at a time. Double backward is refused

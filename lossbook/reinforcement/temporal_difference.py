@@ -26,7 +26,7 @@ def _check_discount(value: float, name: str) -> None:
 
 
 def _check_td_options(gamma: float, kind: str) -> None:
-    """The options of :func:`td_loss`."""
+    """The options of :func:`lossbook.td_loss`."""
     _check_discount(gamma, "gamma")
     if not isinstance(kind, str) or kind not in TD_KINDS:
         raise ValueError(f"kind must be 'mse' or 'huber', got {kind!r}")
@@ -181,10 +181,10 @@ def td_lambda_returns(
         \hat A_t = \delta_t + \gamma \lambda (1 - d_t) \hat A_{t+1}, \qquad
         G^\lambda_t = \hat A_t + V(S_t)
 
-    with :math:`b_t` as in :func:`td_loss` (0 at a termination, 1 otherwise, also at a
+    with :math:`b_t` as in :func:`lossbook.td_loss` (0 at a termination, 1 otherwise, also at a
     truncation) and :math:`\hat A_T = 0` after the last step. Every end of an episode
     (``dones``) cuts the recursion; only terminations cut the bootstrap. ``lam=0`` gives the
-    one-step targets of :func:`td_loss`; ``lam=1`` the discounted returns to the end of
+    one-step targets of :func:`lossbook.td_loss`; ``lam=1`` the discounted returns to the end of
     each episode (bootstrapped from ``next_values`` where the rollout or a time limit cuts it).
 
     Args:
@@ -198,7 +198,7 @@ def td_lambda_returns(
         dones: 1 where the episode ended at step ``t``, for any reason; same shape.
         gamma: discount :math:`\gamma \in [0, 1]`.
         lam: :math:`\lambda \in [0, 1]`; 0.95 as in PPO's usual setting.
-        truncated: optional, 1 where a time limit ended the episode (see :func:`td_loss`).
+        truncated: optional, 1 where a time limit ended the episode (see :func:`lossbook.td_loss`).
 
     Returns:
         ``(returns, advantages)``, both of the shape of ``values``, detached (they are
