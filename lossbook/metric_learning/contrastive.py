@@ -51,15 +51,15 @@ def check_pair_target(target: Tensor, x1: Tensor, *, soft: bool = False, name: s
         )
 
 
-def _check_contrastive_options(margin: float) -> None:
-    """The options of :func:`contrastive_loss`."""
+def _check_margin(margin: float) -> None:
+    """A required margin: a non-negative number (the pair and triplet losses of Part IV share it)."""
     check_positive(margin, "margin", allow_zero=True)
 
 
 @nn_module(
     "ContrastiveLoss",
     oracle="NumPy float64 transcription of Hadsell et al. (2006); pytorch-metric-learning ContrastiveLoss per pair",
-    check=_check_contrastive_options,
+    check=_check_margin,
 )
 def contrastive_loss(
     x1: Tensor, x2: Tensor, target: Tensor, *, margin: float = 1.0, reduction: str = "mean"
@@ -108,7 +108,7 @@ def contrastive_loss(
         >>> contrastive_loss(x1, x2, torch.tensor([True, False, False]), margin=2.0)
         tensor(9.0833)
     """
-    _check_contrastive_options(margin)
+    _check_margin(margin)
     check_reduction(reduction)
     check_embeddings(x1, name="x1")
     check_embeddings(x2, name="x2")

@@ -13,6 +13,7 @@ from lossbook.conventions.anatomy import (
     upcast,
 )
 from lossbook.conventions.modules import nn_module
+from lossbook.metric_learning.contrastive import _check_margin
 from lossbook.metric_learning.embeddings import check_embeddings, label_masks, pairwise_distances
 
 
@@ -88,7 +89,7 @@ def triplet_loss(
 
 
 def _check_batch_hard_options(margin: float, soft: bool) -> None:
-    check_positive(margin, "margin", allow_zero=True)
+    _check_margin(margin)
     if not isinstance(soft, bool):
         raise TypeError(f"soft must be True or False, got {soft!r}")
 
@@ -168,7 +169,7 @@ def _sorted_negatives(distances: Tensor, negative: Tensor) -> tuple[Tensor, Tens
 
 
 def _check_batch_all_options(margin: float, mean_over: str) -> None:
-    check_positive(margin, "margin", allow_zero=True)
+    _check_margin(margin)
     if mean_over not in ("all", "positive"):
         raise ValueError(f"mean_over must be 'all' or 'positive', got {mean_over!r}")
 
@@ -246,14 +247,10 @@ def batch_all_triplet_loss(
     return per_anchor.sum() / count.clamp_min(1)
 
 
-def _check_semi_hard_options(margin: float) -> None:
-    check_positive(margin, "margin", allow_zero=True)
-
-
 @nn_module(
     "SemiHardTripletLoss",
     oracle="NumPy transcription of TensorFlow Addons' triplet_semihard_loss",
-    check=_check_semi_hard_options,
+    check=_check_margin,
 )
 def semi_hard_triplet_loss(embeddings: Tensor, labels: Tensor, *, margin: float = 1.0, reduction: str = "mean") -> Tensor:
     r"""Triplet loss with semi-hard negatives (FaceNet), one negative per positive pair.
@@ -291,7 +288,7 @@ def semi_hard_triplet_loss(embeddings: Tensor, labels: Tensor, *, margin: float 
     """
     check_embeddings(embeddings, labels)
     check_reduction(reduction)
-    _check_semi_hard_options(margin)
+    _check_margin(margin)
     distances = pairwise_distances(embeddings)
     positive, negative = label_masks(labels)
     keys, values, negatives = _sorted_negatives(distances, negative)
