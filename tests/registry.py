@@ -192,6 +192,26 @@ def embedding_tuples(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=Fa
     return _finish((anchor, positive, *negatives), dtype, device, tuple(range(count)), (n,))
 
 
+def images(
+    n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, channels=3, size=(12, 12), data_range=1.0
+) -> Inputs:
+    """Images ``(n, channels, H, W)`` in ``[0, data_range]``: a smooth target and the input
+    = target + noise, clipped; both differentiable; one value per image. ``extreme``: the
+    input saturated at 0 and ``data_range`` over half of each image (clipping, constant
+    patches: zero variance, the worst case of SSIM and of square roots)."""
+    g = _generator(seed)
+    height, width = size
+    rows = torch.linspace(0, 3.0, height).view(1, 1, height, 1)
+    cols = torch.linspace(0, 2.0, width).view(1, 1, 1, width)
+    phase = torch.rand(n, channels, 1, 1, generator=g) * 6.28
+    target = 0.5 + 0.35 * torch.sin(rows + cols + phase)
+    input = target + 0.1 * torch.randn(n, channels, height, width, generator=g)
+    if extreme:
+        input[..., : height // 2, :] = (input[..., : height // 2, :] > 0.5).double()
+    input, target = input.clamp(0, 1) * data_range, target * data_range
+    return _finish((input, target), dtype, device, (0, 1), (n,))
+
+
 def linear_inputs(n, *, dtype=torch.float64, device="cpu", seed=0, extreme=False, dim=6, vocabulary=11) -> Inputs:
     """Hidden states ``(n, dim)``, an output layer's weight ``(vocabulary, dim)`` and class
     indices ``(n,)``; ``extreme``: logits of about +-50."""
