@@ -5,7 +5,9 @@
 
 Each loss is timed against a peer on the same tensors, eagerly and under torch.compile,
 and the ratio (lossbook time / peer time) is what is reported: 1.0 is parity, 2.0 twice
-as slow. The peer is the same loss where a reference library has it (torch.nn.functional,
+as slow. Beside the time, the memory of both, counted rather than timed: the bytes
+autograd saves for backward and the peak of what forward + backward allocate, beyond the
+inputs (``lossbook.conventions.backward``), in units of the first input's size. The peer is the same loss where a reference library has it (torch.nn.functional,
 torchvision.ops); where none has it, the peer is the nearest native loss over the same
 tensors (marked "floor"), the cost of one fused memory-bound pass that a hand-written
 loss cannot beat by much. ``--small`` measures what a call costs beyond its arithmetic
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 import torchvision.ops
 
 import lossbook
+from lossbook.conventions.backward import peak_allocated_bytes, saved_tensor_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from registry import (  # noqa: E402  (the shared input makers)
@@ -187,6 +190,13 @@ def measure(
             ours, peer = case.ours(first, *rest), case.peer(*as_float32([first, *rest]))
         tolerance = 1e-5 if dtype == torch.float32 else 1e-2
         row["agrees"] = bool(torch.allclose(ours.float(), peer.float(), rtol=tolerance, atol=tolerance))
+    # Memory, counted (not timed): bytes saved for backward and the peak of what forward +
+    # backward allocate, beyond the inputs, for both (lossbook.conventions.backward).
+    for prefix, fn, tensors in (("", case.ours, [first, *rest]), ("peer_", case.peer, as_float32([first, *rest]))):
+        row[f"{prefix}saved_bytes"] = saved_tensor_bytes(fn, *tensors)
+        row[f"{prefix}peak_bytes"] = peak_allocated_bytes(lambda *t: fn(*t).sum(), *tensors)
+        first.grad = None
+    row["input_bytes"] = first.nbytes
     for mode in modes:
         wrap = torch.compile if mode == "compiled" else (lambda f: f)
         ours, peer = wrap(case.ours), wrap(case.peer)
@@ -224,7 +234,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(1)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     modes = ["eager"] + ([] if args.no_compile else ["compiled"])
-    print(f"{'loss':<34}{'peer':<42}{'eager':>7}{'compiled':>10}   (lossbook time / peer time)")
+    print(f"{'loss':<34}{'peer':<42}{'eager':>7}{'compiled':>10}{'saved':>8}{'peak':>8}"
+          "   (time ratios; memory: input sizes, lossbook/peer)")
     rows = []
     for case in CASES:
         if args.part and case.part != args.part:
@@ -234,7 +245,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         compiled = f"{row['compiled_ratio']:>10.2f}" if "compiled_ratio" in row else f"{'-':>10}"
         peer = case.peer_name + (" (floor)" if case.floor else "")
         disagrees = "" if row.get("agrees", True) else "   VALUES DIFFER"
-        print(f"{case.name:<34}{peer:<42}{row['eager_ratio']:>7.2f}{compiled}{disagrees}")
+        memory = "".join(
+            f"{row[key] / row['input_bytes']:>4.1f}/{row['peer_' + key] / row['input_bytes']:<3.1f}"
+            for key in ("saved_bytes", "peak_bytes")
+        )
+        print(f"{case.name:<34}{peer:<42}{row['eager_ratio']:>7.2f}{compiled}  {memory}{disagrees}")
     eager = [row["eager_ratio"] for row in rows if not row["floor"]]
     if eager:
         print(f"geometric mean of the eager ratios against the same loss: {math.exp(sum(map(math.log, eager)) / len(eager)):.2f}")
