@@ -100,6 +100,58 @@ from lossbook.metric_learning.margin_softmax import (
     cosface_loss,
     arcface_loss,
 )
+from lossbook.image.psnr import (
+    psnr,
+    psnr_loss,
+)
+from lossbook.image.tv import (
+    tv_loss,
+)
+from lossbook.image.ssim import (
+    ssim,
+    ssim_loss,
+    ms_ssim,
+    ms_ssim_loss,
+)
+from lossbook.image.dice import (
+    dice_loss,
+    tversky_loss,
+    focal_tversky_loss,
+    generalized_dice_loss,
+    lovasz_softmax_loss,
+    lovasz_hinge_loss,
+)
+from lossbook.image.perceptual import (
+    perceptual_loss,
+    style_loss,
+)
+from lossbook.image.chamfer import (
+    chamfer_distance,
+    chamfer_matching,
+)
+from lossbook.generative.gan import (
+    gan_discriminator_loss,
+    gan_generator_loss,
+)
+from lossbook.generative.wasserstein import (
+    wasserstein_1d,
+    sinkhorn_distance,
+    wgan_critic_loss,
+    wgan_generator_loss,
+    gradient_penalty,
+)
+from lossbook.generative.fid import (
+    frechet_distance,
+    fid_from_features,
+)
+from lossbook.generative.inception_score import (
+    inception_score,
+)
+from lossbook.generative.damsm import (
+    damsm_word_loss,
+    damsm_sentence_loss,
+    r_precision,
+)
 from lossbook.sequences.edit_distance import (
     edit_distance,
     error_rate,
@@ -153,6 +205,36 @@ __all__ = [
     "supervised_contrastive_loss",
     "cosface_loss",
     "arcface_loss",
+    "psnr",
+    "psnr_loss",
+    "tv_loss",
+    "ssim",
+    "ssim_loss",
+    "ms_ssim",
+    "ms_ssim_loss",
+    "dice_loss",
+    "tversky_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "lovasz_softmax_loss",
+    "lovasz_hinge_loss",
+    "perceptual_loss",
+    "style_loss",
+    "chamfer_distance",
+    "chamfer_matching",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "wasserstein_1d",
+    "sinkhorn_distance",
+    "wgan_critic_loss",
+    "wgan_generator_loss",
+    "gradient_penalty",
+    "frechet_distance",
+    "fid_from_features",
+    "inception_score",
+    "damsm_word_loss",
+    "damsm_sentence_loss",
+    "r_precision",
     "edit_distance",
     "error_rate",
     "td_loss",

@@ -38,6 +38,15 @@ from lossbook.metric_learning.verification import VerificationLoss
 from lossbook.metric_learning.oim import OIMLoss
 from lossbook.metric_learning.self_supervised import info_nce_loss, nt_xent_loss, supervised_contrastive_loss
 from lossbook.metric_learning.margin_softmax import CosFaceLoss, ArcFaceLoss
+from lossbook.image.psnr import psnr_loss
+from lossbook.image.tv import tv_loss
+from lossbook.image.ssim import ssim_loss, ms_ssim_loss
+from lossbook.image.dice import dice_loss, tversky_loss, focal_tversky_loss, generalized_dice_loss, lovasz_softmax_loss, lovasz_hinge_loss
+from lossbook.image.perceptual import PerceptualLoss, StyleLoss
+from lossbook.image.chamfer import chamfer_distance
+from lossbook.generative.gan import gan_discriminator_loss, gan_generator_loss
+from lossbook.generative.wasserstein import wasserstein_1d, sinkhorn_distance, wgan_critic_loss, wgan_generator_loss, GradientPenalty
+from lossbook.generative.damsm import damsm_word_loss, damsm_sentence_loss
 from lossbook.reinforcement.temporal_difference import td_loss
 from lossbook.performance.linear_cross_entropy import linear_cross_entropy
 
@@ -880,6 +889,634 @@ class SupervisedContrastiveLoss(LossModule):
         )
 
 
+class PSNRLoss(LossModule):
+    r"""Module form of :func:`lossbook.psnr_loss`: Negative PSNR of each image, a loss to minimize: :math:`-\mathrm{PSNR}_k` of :func:`lossbook.psnr`.
+
+    ``PSNRLoss(**options)(*tensors)`` equals ``psnr_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(psnr_loss)
+    options = ('data_range', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, data_range: float, reduction: str = 'mean') -> None:
+        super().__init__(data_range=data_range, reduction=reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return psnr_loss(input, target, data_range=self.data_range, reduction=self.reduction)
+
+
+class TVLoss(LossModule):
+    r"""Module form of :func:`lossbook.tv_loss`: Total variation of each image: the sum of the absolute differences of neighbours.
+
+    ``TVLoss(**options)(*tensors)`` equals ``tv_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(tv_loss)
+    options = ('weight', 'isotropic', 'reduction')
+    tensor_options = ('weight',)
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        isotropic: bool = False,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(weight=weight, isotropic=isotropic, reduction=reduction)
+
+    def forward(self, img: Tensor) -> Tensor:
+        return tv_loss(img, weight=self.weight, isotropic=self.isotropic, reduction=self.reduction)
+
+
+class SSIMLoss(LossModule):
+    r"""Module form of :func:`lossbook.ssim_loss`: SSIM loss :math:`1 - \operatorname{SSIM}(\hat{\mathbf x}, \mathbf x)` per image.
+
+    ``SSIMLoss(**options)(*tensors)`` equals ``ssim_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(ssim_loss)
+    options = ('data_range', 'win_size', 'sigma', 'k1', 'k2', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        data_range: float,
+        win_size: int = 11,
+        sigma: float = 1.5,
+        k1: float = 0.01,
+        k2: float = 0.03,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            data_range=data_range,
+            win_size=win_size,
+            sigma=sigma,
+            k1=k1,
+            k2=k2,
+            reduction=reduction,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return ssim_loss(
+            input,
+            target,
+            data_range=self.data_range,
+            win_size=self.win_size,
+            sigma=self.sigma,
+            k1=self.k1,
+            k2=self.k2,
+            reduction=self.reduction,
+        )
+
+
+class MSSSIMLoss(LossModule):
+    r"""Module form of :func:`lossbook.ms_ssim_loss`: MS-SSIM loss :math:`1 - \operatorname{MS-SSIM}(\hat{\mathbf x}, \mathbf x)` per image.
+
+    ``MSSSIMLoss(**options)(*tensors)`` equals ``ms_ssim_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(ms_ssim_loss)
+    options = ('data_range', 'win_size', 'sigma', 'k1', 'k2', 'weights', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        data_range: float,
+        win_size: int = 11,
+        sigma: float = 1.5,
+        k1: float = 0.01,
+        k2: float = 0.03,
+        weights: Sequence[float] | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            data_range=data_range,
+            win_size=win_size,
+            sigma=sigma,
+            k1=k1,
+            k2=k2,
+            weights=weights,
+            reduction=reduction,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return ms_ssim_loss(
+            input,
+            target,
+            data_range=self.data_range,
+            win_size=self.win_size,
+            sigma=self.sigma,
+            k1=self.k1,
+            k2=self.k2,
+            weights=self.weights,
+            reduction=self.reduction,
+        )
+
+
+class DiceLoss(LossModule):
+    r"""Module form of :func:`lossbook.dice_loss`: Soft Dice loss of logits, per image and class.
+
+    ``DiceLoss(**options)(*tensors)`` equals ``dice_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(dice_loss)
+    options = ('smooth', 'ignore_index', 'weight', 'reduction')
+    tensor_options = ('weight',)
+
+    def __init__(
+        self,
+        *,
+        smooth: float = 1.0,
+        ignore_index: int | None = None,
+        weight: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            smooth=smooth,
+            ignore_index=ignore_index,
+            weight=weight,
+            reduction=reduction,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return dice_loss(
+            input,
+            target,
+            smooth=self.smooth,
+            ignore_index=self.ignore_index,
+            weight=self.weight,
+            reduction=self.reduction,
+        )
+
+
+class TverskyLoss(LossModule):
+    r"""Module form of :func:`lossbook.tversky_loss`: Tversky loss of logits, per image and class.
+
+    ``TverskyLoss(**options)(*tensors)`` equals ``tversky_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(tversky_loss)
+    options = ('alpha', 'beta', 'smooth', 'ignore_index', 'weight', 'reduction')
+    tensor_options = ('weight',)
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
+        ignore_index: int | None = None,
+        weight: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            weight=weight,
+            reduction=reduction,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return tversky_loss(
+            input,
+            target,
+            alpha=self.alpha,
+            beta=self.beta,
+            smooth=self.smooth,
+            ignore_index=self.ignore_index,
+            weight=self.weight,
+            reduction=self.reduction,
+        )
+
+
+class FocalTverskyLoss(LossModule):
+    r"""Module form of :func:`lossbook.focal_tversky_loss`: Focal Tversky loss of logits, per image and class.
+
+    ``FocalTverskyLoss(**options)(*tensors)`` equals ``focal_tversky_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(focal_tversky_loss)
+    options = ('alpha', 'beta', 'gamma', 'smooth', 'ignore_index', 'weight', 'reduction')
+    tensor_options = ('weight',)
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        gamma: float = 0.75,
+        smooth: float = 1.0,
+        ignore_index: int | None = None,
+        weight: Tensor | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            weight=weight,
+            reduction=reduction,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return focal_tversky_loss(
+            input,
+            target,
+            alpha=self.alpha,
+            beta=self.beta,
+            gamma=self.gamma,
+            smooth=self.smooth,
+            ignore_index=self.ignore_index,
+            weight=self.weight,
+            reduction=self.reduction,
+        )
+
+
+class GeneralizedDiceLoss(LossModule):
+    r"""Module form of :func:`lossbook.generalized_dice_loss`: Generalized Dice loss of logits, one value per image.
+
+    ``GeneralizedDiceLoss(**options)(*tensors)`` equals ``generalized_dice_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(generalized_dice_loss)
+    options = ('smooth', 'ignore_index', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        smooth: float = 1e-05,
+        ignore_index: int | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(smooth=smooth, ignore_index=ignore_index, reduction=reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return generalized_dice_loss(
+            input,
+            target,
+            smooth=self.smooth,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+
+class LovaszSoftmaxLoss(LossModule):
+    r"""Module form of :func:`lossbook.lovasz_softmax_loss`: Lovász-softmax loss of class logits, one value per image.
+
+    ``LovaszSoftmaxLoss(**options)(*tensors)`` equals ``lovasz_softmax_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(lovasz_softmax_loss)
+    options = ('classes', 'ignore_index', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        classes: str = 'present',
+        ignore_index: int | None = None,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(classes=classes, ignore_index=ignore_index, reduction=reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return lovasz_softmax_loss(
+            input,
+            target,
+            classes=self.classes,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+
+class LovaszHingeLoss(LossModule):
+    r"""Module form of :func:`lossbook.lovasz_hinge_loss`: Lovász hinge loss of binary logits, one value per image.
+
+    ``LovaszHingeLoss(**options)(*tensors)`` equals ``lovasz_hinge_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(lovasz_hinge_loss)
+    options = ('ignore_index', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, ignore_index: int | None = None, reduction: str = 'mean') -> None:
+        super().__init__(ignore_index=ignore_index, reduction=reduction)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return lovasz_hinge_loss(
+            input,
+            target,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+
+class ChamferDistance(LossModule):
+    r"""Module form of :func:`lossbook.chamfer_distance`: Chamfer distance between batches of point sets, with PyTorch3D's defaults.
+
+    ``ChamferDistance(**options)(*tensors)`` equals ``chamfer_distance(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(chamfer_distance)
+    options = ('x_lengths', 'y_lengths', 'squared', 'single_directional', 'reduction', 'chunk_size')
+    tensor_options = ('x_lengths', 'y_lengths')
+
+    def __init__(
+        self,
+        *,
+        x_lengths: Tensor | None = None,
+        y_lengths: Tensor | None = None,
+        squared: bool = True,
+        single_directional: bool = False,
+        reduction: str = 'mean',
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            x_lengths=x_lengths,
+            y_lengths=y_lengths,
+            squared=squared,
+            single_directional=single_directional,
+            reduction=reduction,
+            chunk_size=chunk_size,
+        )
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return chamfer_distance(
+            x,
+            y,
+            x_lengths=self.x_lengths,
+            y_lengths=self.y_lengths,
+            squared=self.squared,
+            single_directional=self.single_directional,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
+
+
+class GANDiscriminatorLoss(LossModule):
+    r"""Module form of :func:`lossbook.gan_discriminator_loss`: The discriminator's loss of the original GAN, from logits.
+
+    ``GANDiscriminatorLoss(**options)(*tensors)`` equals ``gan_discriminator_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(gan_discriminator_loss)
+    options = ('reduction',)
+    tensor_options = ()
+
+    def __init__(self, *, reduction: str = 'mean') -> None:
+        super().__init__(reduction=reduction)
+
+    def forward(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return gan_discriminator_loss(real_logits, fake_logits, reduction=self.reduction)
+
+
+class GANGeneratorLoss(LossModule):
+    r"""Module form of :func:`lossbook.gan_generator_loss`: The generator's loss of the original GAN, from the discriminator's logits on fakes.
+
+    ``GANGeneratorLoss(**options)(*tensors)`` equals ``gan_generator_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(gan_generator_loss)
+    options = ('non_saturating', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, non_saturating: bool = True, reduction: str = 'mean') -> None:
+        super().__init__(non_saturating=non_saturating, reduction=reduction)
+
+    def forward(self, fake_logits: Tensor) -> Tensor:
+        return gan_generator_loss(
+            fake_logits,
+            non_saturating=self.non_saturating,
+            reduction=self.reduction,
+        )
+
+
+class Wasserstein1dLoss(LossModule):
+    r"""Module form of :func:`lossbook.wasserstein_1d`: The Wasserstein distance :math:`W_p` between two distributions on the real line.
+
+    ``Wasserstein1dLoss(**options)(*tensors)`` equals ``wasserstein_1d(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(wasserstein_1d)
+    options = ('u_weights', 'v_weights', 'p', 'reduction')
+    tensor_options = ('u_weights', 'v_weights')
+
+    def __init__(
+        self,
+        *,
+        u_weights: Tensor | None = None,
+        v_weights: Tensor | None = None,
+        p: float = 1.0,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(u_weights=u_weights, v_weights=v_weights, p=p, reduction=reduction)
+
+    def forward(self, u: Tensor, v: Tensor) -> Tensor:
+        return wasserstein_1d(
+            u,
+            v,
+            u_weights=self.u_weights,
+            v_weights=self.v_weights,
+            p=self.p,
+            reduction=self.reduction,
+        )
+
+
+class SinkhornLoss(LossModule):
+    r"""Module form of :func:`lossbook.sinkhorn_distance`: The transport cost of the entropic optimal plan between two weighted point sets.
+
+    ``SinkhornLoss(**options)(*tensors)`` equals ``sinkhorn_distance(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(sinkhorn_distance)
+    options = ('a', 'b', 'eps', 'p', 'max_iter', 'tol', 'debiased', 'reduction')
+    tensor_options = ('a', 'b')
+
+    def __init__(
+        self,
+        *,
+        a: Tensor | None = None,
+        b: Tensor | None = None,
+        eps: float,
+        p: float = 2.0,
+        max_iter: int = 1000,
+        tol: float = 1e-06,
+        debiased: bool = False,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            a=a,
+            b=b,
+            eps=eps,
+            p=p,
+            max_iter=max_iter,
+            tol=tol,
+            debiased=debiased,
+            reduction=reduction,
+        )
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return sinkhorn_distance(
+            x,
+            y,
+            a=self.a,
+            b=self.b,
+            eps=self.eps,
+            p=self.p,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            debiased=self.debiased,
+            reduction=self.reduction,
+        )
+
+
+class WGANCriticLoss(LossModule):
+    r"""Module form of :func:`lossbook.wgan_critic_loss`: The critic's loss of a Wasserstein GAN: the negated estimate of :math:`W_1` (Kantorovich-Rubinstein).
+
+    ``WGANCriticLoss(**options)(*tensors)`` equals ``wgan_critic_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(wgan_critic_loss)
+    options = ('reduction',)
+    tensor_options = ()
+
+    def __init__(self, *, reduction: str = 'mean') -> None:
+        super().__init__(reduction=reduction)
+
+    def forward(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return wgan_critic_loss(real_scores, fake_scores, reduction=self.reduction)
+
+
+class WGANGeneratorLoss(LossModule):
+    r"""Module form of :func:`lossbook.wgan_generator_loss`: The generator's loss of a Wasserstein GAN: :math:`\ell_G = -\frac1N\sum_i D(G(\boldsymbol\xi_i))`.
+
+    ``WGANGeneratorLoss(**options)(*tensors)`` equals ``wgan_generator_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(wgan_generator_loss)
+    options = ('reduction',)
+    tensor_options = ()
+
+    def __init__(self, *, reduction: str = 'mean') -> None:
+        super().__init__(reduction=reduction)
+
+    def forward(self, fake_scores: Tensor) -> Tensor:
+        return wgan_generator_loss(fake_scores, reduction=self.reduction)
+
+
+class DAMSMWordLoss(LossModule):
+    r"""Module form of :func:`lossbook.damsm_word_loss`: AttnGAN's word-level DAMSM loss: image ``m`` and caption ``m`` match, every other pairing of the batch does not, in both directions.
+
+    ``DAMSMWordLoss(**options)(*tensors)`` equals ``damsm_word_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(damsm_word_loss)
+    options = ('gamma1', 'gamma2', 'gamma3', 'official_code', 'reduction')
+    tensor_options = ()
+
+    def __init__(
+        self,
+        *,
+        gamma1: float = 4.0,
+        gamma2: float = 5.0,
+        gamma3: float = 10.0,
+        official_code: bool = False,
+        reduction: str = 'mean',
+    ) -> None:
+        super().__init__(
+            gamma1=gamma1,
+            gamma2=gamma2,
+            gamma3=gamma3,
+            official_code=official_code,
+            reduction=reduction,
+        )
+
+    def forward(
+        self,
+        region_features: Tensor,
+        word_features: Tensor,
+        word_lengths: Tensor | None = None,
+    ) -> Tensor:
+        return damsm_word_loss(
+            region_features,
+            word_features,
+            word_lengths,
+            gamma1=self.gamma1,
+            gamma2=self.gamma2,
+            gamma3=self.gamma3,
+            official_code=self.official_code,
+            reduction=self.reduction,
+        )
+
+
+class DAMSMSentenceLoss(LossModule):
+    r"""Module form of :func:`lossbook.damsm_sentence_loss`: AttnGAN's sentence-level DAMSM loss: (3) of the chapter with the cosine similarity of global vectors as the score.
+
+    ``DAMSMSentenceLoss(**options)(*tensors)`` equals ``damsm_sentence_loss(*tensors, **options)``; every
+    option is a public attribute read at each call. See the function for the formula,
+    shapes, arguments and reference.
+    """
+
+    function = staticmethod(damsm_sentence_loss)
+    options = ('gamma3', 'reduction')
+    tensor_options = ()
+
+    def __init__(self, *, gamma3: float = 10.0, reduction: str = 'mean') -> None:
+        super().__init__(gamma3=gamma3, reduction=reduction)
+
+    def forward(self, image_features: Tensor, sentence_features: Tensor) -> Tensor:
+        return damsm_sentence_loss(
+            image_features,
+            sentence_features,
+            gamma3=self.gamma3,
+            reduction=self.reduction,
+        )
+
+
 class TDLoss(LossModule):
     r"""Module form of :func:`lossbook.td_loss`: One-step temporal-difference loss: a regression of ``value`` on the bootstrapped, detached target :math:`R_{t+1} + \gamma (1 - d_t) V(S_{t+1})`.
 
@@ -976,17 +1613,26 @@ __all__ = [
     "BatchHardTripletLoss",
     "CIoULoss",
     "CenterLoss",
+    "ChamferDistance",
     "CharbonnierLoss",
     "CircleLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
     "CrossEntropyLoss",
+    "DAMSMSentenceLoss",
+    "DAMSMWordLoss",
     "DIoULoss",
     "DRLoss",
+    "DiceLoss",
     "DistillationLoss",
     "ExponentialLoss",
     "FocalLoss",
+    "FocalTverskyLoss",
+    "GANDiscriminatorLoss",
+    "GANGeneratorLoss",
     "GIoULoss",
+    "GeneralizedDiceLoss",
+    "GradientPenalty",
     "HingeLoss",
     "HuberLoss",
     "InfoNCELoss",
@@ -996,18 +1642,31 @@ __all__ = [
     "LinearCrossEntropyLoss",
     "LogCoshLoss",
     "LogisticLoss",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
     "MSELoss",
+    "MSSSIMLoss",
     "MultiClassHingeLoss",
     "NTXentLoss",
     "OIMLoss",
+    "PSNRLoss",
+    "PerceptualLoss",
     "QuadrupletLoss",
     "QualityFocalLoss",
     "QuantileLoss",
+    "SSIMLoss",
     "SemiHardTripletLoss",
     "SigmoidFocalLoss",
+    "SinkhornLoss",
     "SmoothL1Loss",
+    "StyleLoss",
     "SupervisedContrastiveLoss",
     "TDLoss",
+    "TVLoss",
     "TripletLoss",
+    "TverskyLoss",
     "VerificationLoss",
+    "WGANCriticLoss",
+    "WGANGeneratorLoss",
+    "Wasserstein1dLoss",
 ]

@@ -249,7 +249,16 @@ def test_no_host_synchronization_on_cuda(case):
     assert first.grad is not None
 
 
+# Losses that take a network as an argument: the battery cannot drive them, and their
+# chapters' test files check the same properties (tests/generative/test_wasserstein.py).
+UNDRIVEN = {"gradient_penalty"}
+
+
 def test_every_loss_is_declared():
     declared = {case.fn for case in CASES}
-    losses = {getattr(lossbook, name) for name in lossbook.__all__ if hasattr(getattr(lossbook, name), "nn_module_name")}
+    losses = {
+        getattr(lossbook, name)
+        for name in lossbook.__all__
+        if hasattr(getattr(lossbook, name), "nn_module_name") and name not in UNDRIVEN
+    }
     assert losses <= declared, sorted(f.__name__ for f in losses - declared)

@@ -14,6 +14,7 @@ from lossbook.conventions.anatomy import (
     compute_dtype,
     reduce_loss,
 )
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 # The ignore_index PyTorch's kernels get when nothing is ignored: no class index equals it.
@@ -247,6 +248,15 @@ def _check_broadcasts_to(tensor: Tensor | None, input: Tensor, name: str) -> Non
         )
 
 
+def _bce_gradient(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None) -> Tensor:
+    """The derivative (10) in the logits, with pos_weight: w ((1 + (w_+ - 1) t) sigmoid(x) - w_+ t)."""
+    if pos_weight is None:
+        gradient = torch.sigmoid(input) - target
+    else:
+        gradient = (1 + (pos_weight - 1) * target) * torch.sigmoid(input) - pos_weight * target
+    return gradient if weight is None else weight * gradient
+
+
 @nn_module(
     "BCEWithLogitsLoss", oracle="torch.nn.functional.binary_cross_entropy_with_logits", check=_check_bce_options
 )
@@ -322,8 +332,21 @@ def binary_cross_entropy_with_logits(
     dtype = compute_dtype(input, target)
     if reduction == "mean" and not input.numel():
         reduction = "sum"  # a mean over no elements: 0 (PyTorch: NaN)
-    # PyTorch's kernel computes exactly (10), through log-sigmoid; an elementwise loss needs
-    # half-precision inputs in float32 anyway, so they are converted first.
+    # PyTorch's kernel computes exactly (10), through log-sigmoid. Half-precision inputs
+    # are computed in float32 with the closed-form derivative (10), so that the float32
+    # copies are not saved for backward (lossbook.conventions.backward).
+    if dtype != torch.promote_types(input.dtype, target.dtype) and not target.requires_grad:
+        weight = None if weight is None else weight.to(dtype)
+        pos_weight = None if pos_weight is None else pos_weight.to(dtype)
+        return pointwise_loss(
+            input,
+            target,
+            lambda x, t: F.binary_cross_entropy_with_logits(
+                x, t, weight=weight, pos_weight=pos_weight, reduction="none"
+            ),
+            lambda x, t: _bce_gradient(x, t, weight, pos_weight),
+            reduction=reduction,
+        )
     return F.binary_cross_entropy_with_logits(
         input.to(dtype),
         target.to(dtype),

@@ -3,8 +3,7 @@
 import torch
 from torch import Tensor
 
-from lossbook.classification.logistic import _negative_margins
-from lossbook.conventions.anatomy import reduce_loss
+from lossbook.classification.logistic import _margin_loss
 from lossbook.conventions.modules import nn_module
 
 
@@ -50,7 +49,8 @@ def exponential_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") 
         >>> exponential_loss(torch.tensor([-50.0], dtype=torch.float16), torch.tensor([1]))
         tensor(5.1847e+21)
     """
-    return reduce_loss(torch.exp(_negative_margins(input, target, reduction)), reduction)
+    # the derivative -e^(-m), evaluated in the backward from the saved scores and labels
+    return _margin_loss(input, target, lambda m: torch.exp(-m), lambda m: -torch.exp(-m), reduction)
 
 
 __all__ = [

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.classification.logistic import _negative_margins
+from lossbook.classification.logistic import _margin_loss
 from lossbook.conventions.anatomy import (
     check_class_indices,
     check_floating,
@@ -75,8 +75,12 @@ def hinge_loss(
         tensor(0.8333)
     """
     _check_hinge_options(margin, squared)
-    violation = torch.relu(_negative_margins(input, target, reduction) + margin)  # max(0, margin - m)
-    return reduce_loss(violation.square() if squared else violation, reduction)
+    if squared:
+        return _margin_loss(
+            input, target, lambda m: torch.relu(margin - m).square(), lambda m: -2 * torch.relu(margin - m), reduction
+        )
+    # max(0, margin - m) and its derivative -[m < margin]: 0 at the kink, as relu'(0) = 0
+    return _margin_loss(input, target, lambda m: torch.relu(margin - m), lambda m: -(m < margin).to(m.dtype), reduction)
 
 
 def _check_multiclass_hinge_options(margin: float, p: int, mode: str, weight: Tensor | None) -> None:

@@ -4,29 +4,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.conventions.anatomy import (
-    check_floating,
-    check_reduction,
-    check_same_shape,
-    check_sign_labels,
-    compute_dtype,
-    reduce_loss,
-)
+from collections.abc import Callable
+
+from lossbook.conventions.anatomy import check_floating, check_reduction, check_same_shape, check_sign_labels
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 
-def _negative_margins(input: Tensor, target: Tensor, reduction: str) -> Tensor:
-    """The checks of a margin loss, then the negative margins :math:`-m = -y f` in the
-    compute dtype (float32 for half-precision scores). The sign goes on the labels, which
-    take no gradient, so autograd records one product and nothing else."""
+def _margin_loss(
+    input: Tensor,
+    target: Tensor,
+    phi: Callable[[Tensor], Tensor],
+    phi_prime: Callable[[Tensor], Tensor],
+    reduction: str,
+) -> Tensor:
+    """The checks of a margin loss, then :math:`\phi(y f)` reduced, with the closed-form
+    backward :math:`y\,\phi'(y f)` (:func:`lossbook.conventions.backward.pointwise_loss`:
+    only the scores and the labels are saved), in float32 for half-precision scores."""
     check_floating(input, "input")
     check_sign_labels(target)
     check_same_shape(input, target)
     check_reduction(reduction)
-    dtype = compute_dtype(input)
-    if input.dtype != dtype:
-        input = input.to(dtype)
-    return input * (target.neg() if target.dtype == dtype else -target.to(dtype))
+    return pointwise_loss(
+        input, target, lambda f, y: phi(y * f), lambda f, y: y * phi_prime(y * f), reduction=reduction
+    )
+
+
+def _logistic(margin: Tensor) -> Tensor:
+    # softplus(-m) = log(1 + e^(-m)) in PyTorch's kernel. Beyond the threshold it returns
+    # -m, which is log(1 + e^(-m)) rounded to the dtype: e^(-40) is below half an ulp of
+    # 40 in float64, e^(-20) of 20 in float32.
+    return F.softplus(-margin, threshold=40.0 if margin.dtype == torch.float64 else 20.0)
 
 
 @nn_module("LogisticLoss", oracle="torch.nn.functional.soft_margin_loss")
@@ -73,13 +81,9 @@ def logistic_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> 
         >>> logistic_loss(torch.tensor([-100.0, 100.0]), torch.tensor([1.0, 1.0]), reduction="none")
         tensor([100.,   0.])
     """
-    negative_margin = _negative_margins(input, target, reduction)
-    # softplus(-m) = log(1 + e^(-m)), in PyTorch's fused kernel: its gradient
-    # -e^(-m) / (1 + e^(-m)) = -sigmoid(-m) is right at every margin, 0 included. Beyond the
-    # threshold it returns -m, which is log(1 + e^(-m)) rounded to the dtype (its gradient
-    # 1 likewise): e^(-40) is below half an ulp of 40 in float64, e^(-20) of 20 in float32.
-    threshold = 40.0 if negative_margin.dtype == torch.float64 else 20.0
-    return reduce_loss(F.softplus(negative_margin, threshold=threshold), reduction)
+    # the derivative (5), -sigmoid(-m): to full relative precision at every margin (not
+    # sigmoid(m) - 1, which rounds to 0 for a confident prediction)
+    return _margin_loss(input, target, _logistic, lambda m: -torch.sigmoid(-m), reduction)
 
 
 __all__ = [

@@ -158,12 +158,24 @@ def residual_loss(
         >>> residual_loss(torch.tensor([1.0, 4.0]), torch.tensor([0.0, 0.0]), torch.abs)
         tensor(2.5000)
     """
+    check_residual_arguments(input, target, reduction)
+    input, target = upcast(input, target)
+    return reduce_loss(rho(input - target), reduction)
+
+
+def check_residual_arguments(input: Tensor, target: Tensor, reduction: str) -> None:
+    """The checks of :func:`residual_loss`: floating-point tensors of one shape, a known reduction.
+
+    Examples:
+        >>> check_residual_arguments(torch.zeros(3), torch.zeros(3, 1), "mean")
+        Traceback (most recent call last):
+        ...
+        ValueError: input and target must have the same shape, got (3,) and (3, 1); lossbook does not broadcast them
+    """
     check_floating(input, "input")
     check_floating(target, "target")
     check_same_shape(input, target)
     check_reduction(reduction)
-    input, target = upcast(input, target)
-    return reduce_loss(rho(input - target), reduction)
 
 
 def toplevel(function: Callable) -> Callable:
@@ -454,6 +466,7 @@ __all__ = [
     "check_same_shape",
     "check_positive",
     "residual_loss",
+    "check_residual_arguments",
     "toplevel",
     "set_validate_args",
     "validate_args",

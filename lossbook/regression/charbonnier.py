@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-from lossbook.conventions.anatomy import check_positive, residual_loss
+from lossbook.conventions.anatomy import check_positive, check_residual_arguments
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 
@@ -11,11 +12,11 @@ def _check_charbonnier_options(eps: float) -> None:
     check_positive(eps, "eps")
 
 
-def _charbonnier(residual: Tensor, eps: float) -> Tensor:
-    """hypot(r, eps), with the gradient sign(r) (not inf / inf) at an infinite residual."""
-    infinite = residual.isinf()
-    finite = residual.masked_fill(infinite, 0.0)
-    return torch.where(infinite, residual.abs(), torch.hypot(finite, residual.new_full((), eps)))
+def _charbonnier_gradient(residual: Tensor, eps: float) -> Tensor:
+    """Equation (4), r / hypot(r, eps): sign(r) at an infinite residual, not inf / inf."""
+    largest = torch.finfo(residual.dtype).max
+    finite = residual.clamp(-largest, largest)
+    return finite / torch.hypot(finite, residual.new_full((), eps))
 
 
 @nn_module(
@@ -60,7 +61,7 @@ def charbonnier_loss(
     Raises:
         ValueError: if ``eps`` is not a finite positive number (also at the construction
             of :class:`lossbook.nn.CharbonnierLoss`), and the checks of
-            :func:`lossbook.conventions.anatomy.residual_loss`.
+            :func:`lossbook.conventions.anatomy.check_residual_arguments`.
 
     Reference:
         P. Charbonnier, L. Blanc-Féraud, G. Aubert and M. Barlaud, "Two deterministic
@@ -76,7 +77,15 @@ def charbonnier_loss(
         tensor(4.)
     """
     _check_charbonnier_options(eps)
-    return residual_loss(input, target, lambda r: _charbonnier(r, eps), reduction=reduction)
+    check_residual_arguments(input, target, reduction)
+    return pointwise_loss(
+        input,
+        target,
+        lambda r: torch.hypot(r, r.new_full((), eps)),
+        lambda r: _charbonnier_gradient(r, eps),
+        residual=True,
+        reduction=reduction,
+    )
 
 
 __all__ = [

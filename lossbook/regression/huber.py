@@ -59,7 +59,8 @@ def smooth_l1_loss(input: Tensor, target: Tensor, *, beta: float = 1.0, reductio
         tensor(1.0312)
     """
     _check_smooth_l1_options(beta)
-    return _native_loss(F.smooth_l1_loss, input, target, reduction, beta=beta)
+    gradient = (lambda r: torch.sign(r)) if beta == 0 else (lambda r: (r / beta).clamp(-1.0, 1.0))
+    return _native_loss(F.smooth_l1_loss, input, target, reduction, gradient, beta=beta)
 
 
 @nn_module("HuberLoss", oracle="torch.nn.functional.huber_loss", check=_check_huber_options)
@@ -104,7 +105,7 @@ def huber_loss(input: Tensor, target: Tensor, *, delta: float = 1.0, reduction: 
         tensor([0.1250, 4.0000])
     """
     _check_huber_options(delta)
-    return _native_loss(F.huber_loss, input, target, reduction, delta=delta)
+    return _native_loss(F.huber_loss, input, target, reduction, lambda r: r.clamp(-delta, delta), delta=delta)
 
 
 __all__ = [

@@ -6,28 +6,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.conventions.anatomy import (
-    check_floating,
-    check_reduction,
-    check_same_shape,
-    residual_loss,
-    upcast,
-)
+from lossbook.conventions.anatomy import check_residual_arguments, compute_dtype, residual_loss
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 
 def _native_loss(
-    native: Callable[..., Tensor], input: Tensor, target: Tensor, reduction: str, **options: object
+    native: Callable[..., Tensor],
+    input: Tensor,
+    target: Tensor,
+    reduction: str,
+    derivative: Callable[[Tensor], Tensor],
+    **options: object,
 ) -> Tensor:
     """``native(input, target, reduction=reduction, **options)``, one of torch's fused
-    elementwise losses, behind the checks of ``residual_loss``: floating tensors of one
-    shape, in the compute dtype (float32 for half inputs), a known ``reduction``, and a
-    mean of nothing that is 0 (torch's is NaN), still connected to the graph."""
-    check_floating(input, "input")
-    check_floating(target, "target")
-    check_same_shape(input, target)
-    check_reduction(reduction)
-    input, target = upcast(input, target)
+    elementwise losses of the residual, behind the checks of ``residual_loss``: floating
+    tensors of one shape, a known ``reduction``, and a mean of nothing that is 0 (torch's
+    is NaN), still connected to the graph. Half-precision inputs are computed in float32
+    by :func:`lossbook.conventions.backward.pointwise_loss` with the closed-form
+    ``derivative`` of the residual, so that the float32 copies are not saved for backward
+    (the native kernel would keep both)."""
+    check_residual_arguments(input, target, reduction)
+    if compute_dtype(input, target) != torch.promote_types(input.dtype, target.dtype):
+        zero = input.new_zeros((), dtype=torch.float32)
+        return pointwise_loss(
+            input,
+            target,
+            lambda r: native(r, zero.expand_as(r), reduction="none", **options),
+            derivative,
+            residual=True,
+            reduction=reduction,
+        )
     if reduction == "mean" and input.numel() == 0:
         reduction = "sum"  # the sum of nothing is a connected 0
     return native(input, target, reduction=reduction, **options)
@@ -92,7 +101,7 @@ def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tenso
         >>> mse_loss(a, b, reduction="sum"), mse_loss(a, b)
         (tensor(42.), tensor(10.5000))
     """
-    return _native_loss(F.mse_loss, input, target, reduction)
+    return _native_loss(F.mse_loss, input, target, reduction, lambda r: 2 * r)
 
 
 __all__ = [

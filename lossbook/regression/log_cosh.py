@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.conventions.anatomy import residual_loss
+from lossbook.conventions.anatomy import check_residual_arguments
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 _LOG_2 = math.log(2.0)
@@ -34,9 +35,10 @@ def log_cosh_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> 
     is infinite past :math:`|r| \approx 89` in float32) and accurate to a few units in the
     last place, also near :math:`r_i = 0`, where the softplus form loses every digit: for
     :math:`|r_i| < 1` it uses :math:`-\tfrac12 \log(1 - \tanh^2 r_i)` instead. The gradient
-    in :math:`\hat y_i` is :math:`\tanh r_i` and the second derivative
-    :math:`\operatorname{sech}^2 r_i`, both exact under autograd (including
-    :math:`r_i = 0`, where the gradient is 0 and the second derivative 1).
+    in :math:`\hat y_i` is :math:`\tanh r_i`, which the backward evaluates in closed form
+    from the saved input and target (nothing else is saved:
+    :func:`lossbook.conventions.backward.pointwise_loss`); the second derivative is
+    :math:`\operatorname{sech}^2 r_i`, exact under autograd, 1 at :math:`r_i = 0`.
 
     Args:
         input: predictions :math:`\hat y`, a floating-point tensor of shape ``(*)``.
@@ -63,7 +65,8 @@ def log_cosh_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> 
         >>> log_cosh_loss(big, torch.zeros_like(big))  # |r| - log 2, not inf
         tensor(9999.3066)
     """
-    return residual_loss(input, target, _log_cosh, reduction=reduction)
+    check_residual_arguments(input, target, reduction)
+    return pointwise_loss(input, target, _log_cosh, torch.tanh, residual=True, reduction=reduction)
 
 
 __all__ = [

@@ -11,9 +11,9 @@ from lossbook.conventions.anatomy import (
     check_reduction,
     check_same_shape,
     check_values,
-    reduce_loss,
-    upcast,
+    compute_dtype,
 )
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 _Q_KINDS = "a float in (0, 1), a sequence of such floats or a 1-D tensor of them"
@@ -146,12 +146,23 @@ def quantile_loss(
             )
     else:
         check_same_shape(input, target)
-    input, target = upcast(input, target)
     if isinstance(levels, Tensor):
-        levels = levels.to(device=input.device, dtype=input.dtype)
-    # (1 - q) relu(r) + q relu(-r), as torch.lerp(relu(r), relu(-r), q): relu'(0) = 0 makes
-    # the gradient at a tie 0, for one level (a float) and for K levels (a tensor) alike.
-    return reduce_loss(torch.lerp(torch.relu(input - target), torch.relu(target - input), levels), reduction)
+        levels = levels.to(device=input.device, dtype=compute_dtype(input, target))
+    return pointwise_loss(
+        input,
+        target,
+        # (1 - q) relu(r) + q relu(-r), for one level (a float) and for K levels (a tensor)
+        lambda r: torch.lerp(torch.relu(r), torch.relu(-r), levels),
+        lambda r: _pinball_gradient(r, levels),
+        residual=True,
+        reduction=reduction,
+    )
+
+
+def _pinball_gradient(r: Tensor, levels: float | Tensor) -> Tensor:
+    """1 - q where r > 0, -q where r < 0, and 0 at a tie: sign(r) (1/2 + (1/2 - q) sign(r))."""
+    sign = torch.sign(r)
+    return sign * (0.5 + (0.5 - levels) * sign)
 
 
 __all__ = [
