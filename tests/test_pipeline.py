@@ -129,7 +129,8 @@ def test_package_needs_torch_only():
     time; a function may import an optional package (matplotlib for a figure, triton for a
     GPU kernel) when it is called."""
     allowed = {"torch", "lossbook", "__future__"} | set(sys.stdlib_module_names)
-    optional = {"matplotlib", "numpy", "triton", "sklearn"}  # sklearn: the digits of Part IV's experiments
+    # sklearn: the digits of Part IV's experiments; torchvision: VGG-16 for the perceptual loss
+    optional = {"matplotlib", "numpy", "triton", "sklearn", "torchvision"}
 
     def roots(node):
         if isinstance(node, ast.Import):
