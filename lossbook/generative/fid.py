@@ -192,7 +192,7 @@ class FeatureStatistics(nn.Module):
     r"""Mean and covariance of features accumulated batch by batch, in float64, for the
     FID of sets that do not fit in memory.
 
-    Each :meth:`lossbook.generative.fid.FeatureStatistics.update` merges a batch into the
+    Each ``FeatureStatistics.update`` merges a batch into the
     running mean and centred scatter matrix with the pairwise update of Chan, Golub and
     LeVeque,
 
@@ -205,9 +205,9 @@ class FeatureStatistics(nn.Module):
     :func:`lossbook.generative.fid.mean_and_covariance`, whatever the batches and however
     large the mean (the sums :math:`\sum\mathbf x\mathbf x^\top` that
     torchmetrics accumulates lose digits when the mean is large against the spread).
-    :meth:`lossbook.generative.fid.FeatureStatistics.compute` returns
+    ``FeatureStatistics.compute`` returns
     ``(mean, covariance)`` for :func:`lossbook.frechet_distance`. With a
-    ``feature_extractor``, :meth:`lossbook.generative.fid.FeatureStatistics.update` takes
+    ``feature_extractor``, ``FeatureStatistics.update`` takes
     its inputs (images) and runs it under ``torch.no_grad()``, flattening each output to
     one row; put the extractor in ``eval()`` mode first (batch norm and dropout in training mode make the features
     depend on the batch). The state (``count``, ``mean``, ``scatter``) is held in buffers:
