@@ -18,7 +18,7 @@ def _margin_loss(
     phi_prime: Callable[[Tensor], Tensor],
     reduction: str,
 ) -> Tensor:
-    """The checks of a margin loss, then :math:`\phi(y f)` reduced, with the closed-form
+    r"""The checks of a margin loss, then :math:`\phi(y f)` reduced, with the closed-form
     backward :math:`y\,\phi'(y f)` (:func:`lossbook.conventions.backward.pointwise_loss`:
     only the scores and the labels are saved), in float32 for half-precision scores."""
     check_floating(input, "input")

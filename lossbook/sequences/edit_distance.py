@@ -34,8 +34,11 @@ def _lengths(lengths: Tensor | None, tokens: Tensor, name: str) -> Tensor:
     return lengths.to(torch.int64)
 
 
-def _levenshtein(hypothesis: Tensor, truth: Tensor, hypothesis_lengths: Tensor, truth_lengths: Tensor) -> Tensor:
-    """Unnormalized distances ``(B,)`` by the anti-diagonal wavefront, in a small integer dtype."""
+_WORD = 62  # pattern bits per int64 word: the sum (X & VP) + VP stays below 2**63
+
+
+def _wavefront(hypothesis: Tensor, truth: Tensor, hypothesis_lengths: Tensor, truth_lengths: Tensor) -> Tensor:
+    """Unnormalized distances ``(B,)`` by the anti-diagonal wavefront of (3), any lengths."""
     batch, m = hypothesis.shape
     n = truth.shape[1]
     longest = max(m, n)  # no distance exceeds it
@@ -63,7 +66,71 @@ def _levenshtein(hypothesis: Tensor, truth: Tensor, hypothesis_lengths: Tensor, 
         if k <= m:
             new[k] = k  # D[k, 0], (2)
         distance = torch.where(finish == k, new.gather(0, row)[0], distance)
-    return distance
+    return distance.long()
+
+
+def _match_masks(pattern: Tensor, text: Tensor) -> Tensor:
+    """``M[b, j]``: bit ``i`` set where ``pattern[b, i] == text[b, j]``, int64 of shape ``(B, n)``.
+
+    A table of each pattern's bits by token value when the values span a small range (the
+    span is known from the dtype, or read with one ``aminmax`` on the CPU, where that costs
+    no device synchronization); otherwise a sort of each pattern and two binary searches,
+    which need neither the range nor a synchronization.
+    """
+    batch, m = pattern.shape
+    bits = torch.ones((), dtype=torch.int64, device=pattern.device).bitwise_left_shift(
+        torch.arange(m, device=pattern.device)
+    )
+    if pattern.dtype in (torch.uint8, torch.int8):
+        low, span = (0 if pattern.dtype == torch.uint8 else -128), 256
+    elif pattern.device.type == "cpu" and not torch.compiler.is_compiling():
+        (low_p, high_p), (low_t, high_t) = torch.aminmax(pattern), torch.aminmax(text)
+        low, span = min(int(low_p), int(low_t)), max(int(high_p), int(high_t)) - min(int(low_p), int(low_t)) + 1
+    else:
+        low, span = 0, None
+    if span is not None and batch * span <= max(2**22, 8 * (pattern.numel() + text.numel())):
+        table = torch.zeros(batch, span, dtype=torch.int64, device=pattern.device)
+        table.scatter_add_(1, (pattern.long() - low), bits.expand(batch, m))  # distinct bits: add is or
+        return table.gather(1, text.long() - low)
+    values, order = pattern.sort(dim=1)
+    cumulative = torch.nn.functional.pad(bits[order].cumsum(1), (1, 0))  # bits of the first k sorted tokens
+    first = torch.searchsorted(values, text.to(values.dtype), side="left")
+    past = torch.searchsorted(values, text.to(values.dtype), side="right")
+    return cumulative.gather(1, past) - cumulative.gather(1, first)
+
+
+def _bit_parallel(pattern: Tensor, text: Tensor, pattern_lengths: Tensor, text_lengths: Tensor) -> Tensor:
+    """Unnormalized distances ``(B,)`` by Myers' bit-vector recurrence, patterns of at most 62 tokens."""
+    mask = torch.ones((), dtype=torch.int64, device=pattern.device).bitwise_left_shift(pattern_lengths) - 1
+    matches = (_match_masks(pattern, text) & mask[:, None]).t().contiguous()  # (n, B): one row per text token
+    last = (pattern_lengths - 1).clamp_min(0)  # the bit of row m_b, whose horizontal delta moves the score
+    up, down = mask.clone(), torch.zeros_like(mask)  # vertical deltas +1 / -1 of column 0: D[i, 0] = i
+    scores = [pattern_lengths]  # D[m_b, j] for j = 0, 1, ...
+    for match in matches:
+        x = match | down
+        diagonal = (((x & up) + up) ^ up) | x  # cells whose diagonal delta is 0: carries run along the matches
+        horizontal_down = up & diagonal
+        horizontal_up = (down | ~(diagonal | up)) & mask
+        scores.append(scores[-1] + ((horizontal_up >> last) & 1) - ((horizontal_down >> last) & 1))
+        horizontal_up = (horizontal_up << 1) | 1  # row 0 grows by one per column: D[0, j] = j
+        horizontal_down = horizontal_down << 1
+        up = (horizontal_down | ~(diagonal | horizontal_up)) & mask
+        down = horizontal_up & diagonal & mask
+    distance = torch.stack(scores).gather(0, text_lengths[None])[0]
+    return torch.where(pattern_lengths == 0, text_lengths, distance)
+
+
+def _levenshtein(hypothesis: Tensor, truth: Tensor, hypothesis_lengths: Tensor, truth_lengths: Tensor) -> Tensor:
+    """Unnormalized distances ``(B,)`` as int64: bit-parallel when one side fits a word, else the wavefront."""
+    m, n = hypothesis.shape[1], truth.shape[1]
+    if min(m, n) == 0 or hypothesis.shape[0] == 0:  # one side is empty throughout: the other's length
+        return hypothesis_lengths + truth_lengths
+    if min(m, n) > _WORD:
+        return _wavefront(hypothesis, truth, hypothesis_lengths, truth_lengths)
+    # the distance is symmetric: the pattern is the longer side that fits a word, so the loop is short
+    if n <= m <= _WORD or n > _WORD:
+        return _bit_parallel(hypothesis, truth, hypothesis_lengths, truth_lengths)
+    return _bit_parallel(truth, hypothesis, truth_lengths, hypothesis_lengths)
 
 
 @metric(oracle="rapidfuzz.distance.Levenshtein")
@@ -88,10 +155,13 @@ def edit_distance(
     empty one; an empty hypothesis gives ``1.0``). ``rapidfuzz``'s
     ``Levenshtein.normalized_distance`` divides by :math:`\max(m_b, n_b)` instead.
 
-    Computed for the whole batch at once along the anti-diagonals of the table (a loop of
-    :math:`L_h + L_t` vectorized steps, no loop over pairs), on the tensors' device, with
-    no host synchronization; memory :math:`B L_h L_t` bytes for the token comparisons. A
-    metric, not a loss: the result has no gradient (train with ``F.ctc_loss``).
+    Computed for the whole batch at once (no loop over pairs), on the tensors' device,
+    with no host synchronization on a GPU: when one side's padded length is at most 62,
+    by Myers' bit-vector recurrence (a loop of :math:`\min(L_h, L_t)` vectorized steps,
+    or the other length when only that side fits, with ``(B, L)`` words of memory);
+    otherwise along the anti-diagonals of the table (:math:`L_h + L_t` steps, memory
+    :math:`B L_h L_t` bytes for the token comparisons). A metric, not a loss: the result
+    has no gradient (train with ``F.ctc_loss``).
 
     Args:
         hypothesis: token ids of shape ``(B, L_h)``, any integer dtype (``uint8`` to
@@ -117,7 +187,9 @@ def edit_distance(
     Reference:
         Levenshtein, *Binary codes capable of correcting deletions, insertions, and
         reversals*, 1966; Wagner and Fischer, *The string-to-string correction problem*,
-        J. ACM 1974.
+        J. ACM 1974; Myers, *A fast bit-vector algorithm for approximate string matching
+        based on dynamic programming*, J. ACM 1999; Hyyrö, *A bit-vector algorithm for
+        computing Levenshtein and Damerau edit distances*, Nordic J. Computing 2003.
 
     Examples:
         TensorFlow's documented example, a 2 x 2 grid of pairs flattened into a batch of 4,
