@@ -51,7 +51,8 @@ def padded(sequences, pad=0, dtype=torch.int64):
 # --- oracle ------------------------------------------------------------------------------
 
 SIZES = [(1, 1, 1, 2), (64, 12, 9, 3), (64, 9, 12, 3), (40, 30, 30, 50), (32, 1, 25, 2), (32, 25, 1, 2),
-         (16, 0, 7, 3), (16, 7, 0, 3), (8, 0, 0, 3), (20, 300, 40, 4), (5, 260, 260, 3)]
+         (16, 0, 7, 3), (16, 7, 0, 3), (8, 0, 0, 3), (20, 300, 40, 4), (5, 260, 260, 3),
+         (30, 62, 62, 3), (30, 63, 63, 3), (30, 63, 10, 4), (30, 10, 63, 4), (30, 62, 200, 2)]
 
 
 @pytest.mark.parametrize("batch, m, n, vocabulary", SIZES)
@@ -98,6 +99,22 @@ def test_padding_content_is_ignored():
     keep_t = torch.arange(10) < t_len[:, None]
     b = edit_distance(torch.where(keep_h, h, 99), torch.where(keep_t, t, -7), hypothesis_lengths=h_len, truth_lengths=t_len)
     assert torch.equal(a, b)
+
+
+def test_schedules_agree():
+    """Bit-parallel (either side as the pattern), wavefront, and match masks by value table or by sorting."""
+    from lossbook.sequences.edit_distance import _bit_parallel, _match_masks, _wavefront
+
+    h, t, h_len, t_len = random_batch(200, 40, 33, 6, seed=11)
+    expected = torch.from_numpy(rapidfuzz_distances(h, t, h_len, t_len)).long()
+    assert torch.equal(_wavefront(h, t, h_len, t_len), expected)
+    assert torch.equal(_bit_parallel(h, t, h_len, t_len), expected)
+    assert torch.equal(_bit_parallel(t, h, t_len, h_len), expected)
+    spread_h, spread_t = h * 10**12 - 5, t * 10**12 - 5  # the same equalities over a span too wide for a table
+    assert torch.equal(_match_masks(spread_h, spread_t), _match_masks(h, t))
+    assert torch.equal(_match_masks(h.to(torch.uint8), t.to(torch.uint8)), _match_masks(h, t))
+    assert torch.equal(edit_distance(spread_h, spread_t, hypothesis_lengths=h_len, truth_lengths=t_len, normalize=False),
+                       expected.float())
 
 
 def test_long_sequences_use_wider_work_dtype():
