@@ -84,9 +84,29 @@ def figure(ncols: int = 1, nrows: int = 1, *, height: float | None = None, **sub
     return plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH, height), layout="constrained", **subplots)
 
 
+def reproducible(seed: int = 0) -> None:
+    """Seed torch's global generator and compute on one CPU thread, for the same digits everywhere.
+
+    A multi-threaded reduction (a sum, a matrix product) splits its terms among the
+    threads and adds the partial sums, so its last bits depend on the number of threads,
+    which is the number of cores unless set; a training run amplifies those bits into
+    different printed losses and accuracies. The chapters whose experiments train or
+    extract features call this first, so that a reader's notebook prints what the book
+    prints on any machine. At the chapters' sizes one thread costs little.
+
+    Examples:
+        >>> reproducible(0)
+        >>> torch.get_num_threads()
+        1
+    """
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+
+
 __all__ = [
     "PAGE_WIDTH",
     "fit",
     "loss_and_gradient",
     "figure",
+    "reproducible",
 ]
