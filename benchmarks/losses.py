@@ -2,6 +2,7 @@
 
     python benchmarks/losses.py [--device cuda] [--dtype float32] [--scale 1] [--part NAME] [--no-compile]
     python benchmarks/losses.py --small     # per-call overhead: 64 x 10 inputs on the CPU
+    python benchmarks/losses.py --merge a.json b.json --output c.json     # runs of single parts, joined
 
 Each loss is timed against a peer on the same tensors, eagerly and under torch.compile,
 and the ratio (lossbook time / peer time) is what is reported: 1.0 is parity, 2.0 twice
@@ -12,7 +13,8 @@ torchvision.ops); where none has it, the peer is the nearest native loss over th
 tensors (marked "floor"), the cost of one fused memory-bound pass that a hand-written
 loss cannot beat by much. ``--small`` measures what a call costs beyond its arithmetic
 (argument checks, extra kernel launches): 64 samples of 10 values or classes, on one CPU
-thread. Results are printed and written to
+thread. Times are medians of ``torch.utils.benchmark.Timer`` blocks (warm-up, the current
+thread count, accelerator synchronization). Results are printed and written to
 ``benchmarks/results/losses-<device>-<dtype>[-small].json``.
 
 The inputs come from the makers of ``tests/registry.py``, the ones the test battery uses.
@@ -27,8 +29,9 @@ import importlib.util
 import json
 import math
 import platform
+import statistics
 import sys
-import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision.ops
+from torch.utils import benchmark
 
 import lossbook
 from lossbook.conventions.backward import peak_allocated_bytes, saved_tensor_bytes
@@ -159,21 +163,29 @@ def chapter_cases(folder: Path = Path(__file__).resolve().parent) -> list[Case]:
 CASES += chapter_cases()
 
 
-def timed(step: Callable[[], None], device: torch.device, repeats: int, calls: int = 1) -> float:
-    """Median seconds of one call of ``step`` (each sample times ``calls`` calls), after warm-up."""
-    for _ in range(3):
-        step()
-    samples = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(calls):
+def timed(steps: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median seconds of one call of each step, by ``torch.utils.benchmark.Timer``.
+
+    Three calls of each first (a compiled step compiles there, outside the timing); then
+    ``blocked_autorange`` chooses, for each step, how many calls make one block (enough
+    that the timer's own overhead is negligible, or the block lasts ``repeats`` x 2 ms: one
+    call of a large loss, hundreds of a small one). The timer synchronizes an accelerator
+    around each block and runs with the current thread count (its default is one thread).
+    Then the steps' blocks alternate until each has at least ``repeats``, so that a change
+    of the machine's load hits both sides of a ratio alike; the median block, per call, is
+    returned for each step.
+    """
+    for step in steps:
+        for _ in range(3):
             step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        samples.append((time.perf_counter() - start) / calls)
-    return sorted(samples)[len(samples) // 2]
+    timers = [benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+              for step in steps]
+    measurements = [timer.blocked_autorange(min_run_time=0.002 * repeats) for timer in timers]
+    times = [list(measurement.times) for measurement in measurements]
+    while min(map(len, times)) < repeats:
+        for timer, measurement, samples in zip(timers, measurements, times):
+            samples += timer.timeit(measurement.number_per_run).times
+    return [statistics.median(samples) for samples in times]
 
 
 def measure(
@@ -209,12 +221,24 @@ def measure(
 
         if mode == "compiled":
             torch._dynamo.reset()  # each case compiles afresh, not against the last case's cache
-        calls = 50 if small else 1
-        seconds = timed(step(ours, list), device, repeats, calls)
-        peer_seconds = timed(step(peer, as_float32), device, repeats, calls)
+        seconds, peer_seconds = timed([step(ours, list), step(peer, as_float32)], repeats)
         row[f"{mode}_seconds"], row[f"{mode}_peer_seconds"] = seconds, peer_seconds
         row[f"{mode}_ratio"] = seconds / peer_seconds
     return row
+
+
+def merge(paths: list[Path], output: Path | None) -> list[dict]:
+    """One results file from several runs (say, the parts run one by one, some without
+    ``torch.compile``): the rows in the order of ``CASES``, each run's meta kept under "runs"."""
+    if output is None:
+        raise SystemExit("--merge needs --output")
+    runs = [json.loads(path.read_text()) for path in paths]
+    order = {(case.name, case.peer_name): index for index, case in enumerate(CASES)}
+    rows = sorted((row for run in runs for row in run["rows"]), key=lambda row: order.get((row["loss"], row["peer"]), len(order)))
+    meta = dict(runs[0]["meta"], runs=[dict(run["meta"], file=path.name, losses=len(run["rows"])) for path, run in zip(paths, runs)])
+    output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {output}: {len(rows)} rows from {len(runs)} runs")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -223,18 +247,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every input size")
     parser.add_argument("--part", choices=sorted({case.part for case in CASES}), help="only this part")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="at least this many timed blocks per loss and way")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--small", action="store_true", help="64 x 10 inputs on one CPU thread: per-call overhead")
     parser.add_argument("--output", type=Path, help="where to write the JSON (default benchmarks/results/)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="join the rows of earlier runs (e.g. one per --part) into --output, in the cases' order")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.output)
 
     if args.small:
         args.device = "cpu"
         torch.set_num_threads(1)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     modes = ["eager"] + ([] if args.no_compile else ["compiled"])
-    print(f"{'loss':<34}{'peer':<42}{'eager':>7}{'compiled':>10}{'saved':>8}{'peak':>8}"
+    print(f"{'loss':<34}{'peer':<42}{'eager':>7}{'compiled':>10}{'saved':>9}{'peak':>13}"
           "   (time ratios; memory: input sizes, lossbook/peer)")
     rows = []
     for case in CASES:
@@ -246,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         peer = case.peer_name + (" (floor)" if case.floor else "")
         disagrees = "" if row.get("agrees", True) else "   VALUES DIFFER"
         memory = "".join(
-            f"{row[key] / row['input_bytes']:>4.1f}/{row['peer_' + key] / row['input_bytes']:<3.1f}"
+            f" {row[key] / row['input_bytes']:>5.1f}/{row['peer_' + key] / row['input_bytes']:<6.1f}"
             for key in ("saved_bytes", "peak_bytes")
         )
         print(f"{case.name:<34}{peer:<42}{row['eager_ratio']:>7.2f}{compiled}  {memory}{disagrees}")
@@ -260,7 +289,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meta = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "dtype": args.dtype,
-        "scale": args.scale, "repeats": args.repeats, "small": args.small,
+        "scale": args.scale, "repeats": args.repeats, "small": args.small, "threads": torch.get_num_threads(),
+        "timer": "torch.utils.benchmark.Timer.blocked_autorange, median block",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {output}")
