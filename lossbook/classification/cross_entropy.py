@@ -346,6 +346,7 @@ def binary_cross_entropy_with_logits(
             ),
             lambda x, t: _bce_gradient(x, t, weight, pos_weight),
             reduction=reduction,
+            elementwise=all(w is None or w.dim() == 0 for w in (weight, pos_weight)),
         )
     return F.binary_cross_entropy_with_logits(
         input.to(dtype),

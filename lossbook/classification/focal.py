@@ -15,6 +15,7 @@ from lossbook.conventions.anatomy import (
     reduce_loss,
     upcast,
 )
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 
@@ -238,14 +239,36 @@ def sigmoid_focal_loss(
     check_floating(input, "input")
     check_probabilities(target)
     check_same_shape(input, target)
-    input, target = upcast(input, target)
-    loss = _binary_cross_entropy_with_logits(input, target)
+    alpha = None if alpha == -1 else alpha
+    return pointwise_loss(
+        input,
+        target,
+        lambda x, t: _sigmoid_focal(x, t, alpha, gamma),
+        lambda x, t: _sigmoid_focal_gradient(x, t, alpha, gamma),
+        reduction=reduction,
+        elementwise=True,
+    )
+
+
+def _sigmoid_focal(x: Tensor, t: Tensor, alpha: float | None, gamma: float) -> Tensor:
+    """Equation (3) per element, with the factor (8) and alpha_t."""
+    loss = _binary_cross_entropy_with_logits(x, t)
     if gamma != 0:
-        complement = torch.lerp(torch.sigmoid(input), torch.sigmoid(-input), target)  # 1 - p_t, (8)
-        loss = loss * _zero_safe_pow(complement, gamma)
-    if alpha is not None and alpha != -1:
-        loss = loss * ((2 * alpha - 1) * target + (1 - alpha))  # alpha_t
-    return reduce_loss(loss, reduction)
+        loss = loss * _zero_safe_pow(torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t), gamma)
+    return loss if alpha is None else loss * ((2 * alpha - 1) * t + (1 - alpha))
+
+
+def _sigmoid_focal_gradient(x: Tensor, t: Tensor, alpha: float | None, gamma: float) -> Tensor:
+    """Equation (11), the derivative of (3) in the logit, for hard and soft targets."""
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    gradient = torch.lerp(p, -q, t)  # sigmoid(x) - t, the cross entropy's
+    if gamma != 0:
+        complement = torch.lerp(p, q, t)  # 1 - p_t, (8)
+        # p q / (1 - p_t) <= 1: the factor's derivative without an infinite power at 0
+        ratio = p * q / complement.clamp(min=torch.finfo(x.dtype).tiny)
+        cross_entropy = _binary_cross_entropy_with_logits(x, t)
+        gradient = _zero_safe_pow(complement, gamma) * (gradient + gamma * cross_entropy * ratio * (1 - 2 * t))
+    return gradient if alpha is None else gradient * ((2 * alpha - 1) * t + (1 - alpha))
 
 
 __all__ = [

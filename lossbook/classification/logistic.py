@@ -26,7 +26,12 @@ def _margin_loss(
     check_same_shape(input, target)
     check_reduction(reduction)
     return pointwise_loss(
-        input, target, lambda f, y: phi(y * f), lambda f, y: y * phi_prime(y * f), reduction=reduction
+        input,
+        target,
+        lambda f, y: phi(y * f),
+        lambda f, y: y * phi_prime(y * f),
+        reduction=reduction,
+        elementwise=True,
     )
 
 

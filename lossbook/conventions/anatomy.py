@@ -315,9 +315,16 @@ def check_sign_labels(target: Tensor, name: str = "target") -> None:
         raise TypeError(f"{name} must hold labels -1 or +1 as a real tensor, got dtype {target.dtype}")
     if not target.numel() or not values_checked(target):
         return
-    smallest, largest = torch.aminmax(target.abs())  # every label is -1 or +1 exactly when |y| is all 1
-    if smallest.item() == 1 and largest.item() == 1:
-        return
+    if target.is_floating_point():
+        # Labels in [-1, 1] are all -1 or +1 exactly when the sum of their squares is
+        # their count; aminmax and dot read the labels without a temporary of their size.
+        smallest, largest = torch.aminmax(target)
+        if -1 <= smallest.item() and largest.item() <= 1 and torch.dot(target.reshape(-1), target.reshape(-1)).item() == target.numel():
+            return
+    else:
+        smallest, largest = torch.aminmax(target.abs())
+        if smallest.item() == 1 and largest.item() == 1:
+            return
     check_values(
         target,
         lambda labels: (labels != 1) & (labels != -1),

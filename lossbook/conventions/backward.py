@@ -15,13 +15,16 @@ class _PointwiseLoss(torch.autograd.Function):
     """An elementwise loss whose backward is its closed-form derivative (equation (1))."""
 
     @staticmethod
-    def forward(ctx, input, target, value, derivative, residual, reduction):
+    def forward(ctx, input, target, value, derivative, residual, reduction, blocked):
         # forward(ctx, ...) rather than setup_context: the latter makes every call bind its
         # arguments with inspect.signature (about 14 us, a quarter of a small loss's call);
         # it is needed only by torch.func transforms, which take autograd's path below
         ctx.save_for_backward(input, target)
         ctx.derivative, ctx.residual, ctx.reduction = derivative, residual, reduction
+        ctx.blocked = blocked
         dtype = compute_dtype(input, target)
+        if blocked:
+            return _blocked_value(input, target, value, residual, reduction, dtype)
         input, target = input.to(dtype), target.to(dtype)
         return reduce_loss(value(input - target) if residual else value(input, target), reduction)
 
@@ -29,6 +32,8 @@ class _PointwiseLoss(torch.autograd.Function):
     def backward(ctx, grad):
         input, target = ctx.saved_tensors
         dtype = compute_dtype(input, target)
+        if ctx.blocked and not torch.is_grad_enabled():
+            return *_blocked_gradients(ctx, input, target, grad, dtype), None, None, None, None, None
         a, b = input.to(dtype), target.to(dtype)
         if ctx.reduction == "mean":
             shape = input.shape if input.shape == target.shape else torch.broadcast_shapes(input.shape, target.shape)
@@ -47,7 +52,51 @@ class _PointwiseLoss(torch.autograd.Function):
         grad_target = None
         if ctx.residual and ctx.needs_input_grad[1]:
             grad_target = (-d).sum_to_size(target.shape).to(target.dtype)
-        return grad_input, grad_target, None, None, None, None
+        return grad_input, grad_target, None, None, None, None, None
+
+
+# Elements per block: each temporary of a block is 256 KiB in float32, so the few that a
+# formula makes stay in the core's cache instead of each making a full-size pass.
+_BLOCK = 1 << 16
+
+
+def _blocks(input: Tensor, target: Tensor, dtype: torch.dtype):
+    """The two tensors flattened and cut into blocks, each in the compute dtype."""
+    a, b = input.reshape(-1), target.reshape(-1)
+    for start in range(0, a.numel(), _BLOCK):
+        stop = start + _BLOCK
+        yield start, stop, a[start:stop].to(dtype), b[start:stop].to(dtype)
+
+
+def _blocked_value(input, target, value, residual, reduction, dtype):
+    """The forward of (1) one block at a time: the loss, or its per-element values."""
+    if reduction == "none":
+        result = torch.empty(input.shape, dtype=dtype)
+        flat = result.view(-1)
+        for start, stop, a, b in _blocks(input, target, dtype):
+            flat[start:stop] = value(a - b) if residual else value(a, b)
+        return result
+    partial = [(value(a - b) if residual else value(a, b)).sum() for _, _, a, b in _blocks(input, target, dtype)]
+    total = torch.stack(partial).sum()
+    return total / input.numel() if reduction == "mean" else total
+
+
+def _blocked_gradients(ctx, input, target, grad, dtype):
+    """The backward (1) one block at a time, written into the gradients' own memory."""
+    if ctx.reduction == "mean":
+        grad = grad / input.numel()
+    scale = grad.reshape(-1) if ctx.reduction == "none" else grad
+    wanted = ctx.needs_input_grad[0], ctx.residual and ctx.needs_input_grad[1]
+    grad_input = torch.empty(input.shape, dtype=input.dtype) if wanted[0] else None
+    grad_target = torch.empty(target.shape, dtype=target.dtype) if wanted[1] else None
+    for start, stop, a, b in _blocks(input, target, dtype):
+        d = ctx.derivative(a - b) if ctx.residual else ctx.derivative(a, b)
+        g = scale[start:stop] if ctx.reduction == "none" else scale
+        if grad_input is not None:
+            torch.mul(d, g, out=grad_input.view(-1)[start:stop])
+        if grad_target is not None:
+            torch.mul(d, -g, out=grad_target.view(-1)[start:stop])
+    return grad_input, grad_target
 
 
 def pointwise_loss(
@@ -58,6 +107,7 @@ def pointwise_loss(
     *,
     residual: bool = False,
     reduction: str = "mean",
+    elementwise: bool = False,
 ) -> Tensor:
     r"""Reduce an elementwise loss whose backward is its closed-form derivative.
 
@@ -80,6 +130,13 @@ def pointwise_loss(
     ``torch.func.vmap`` and ``torch.func.grad`` (through the formula). The
     caller checks the arguments (shapes, dtypes, reduction) first.
 
+    ``elementwise=True`` says that the callables treat each element alone: they capture
+    Python numbers or 0-d tensors, nothing shaped like the inputs. Then a large CPU input
+    of the target's shape is evaluated eagerly in blocks of 65,536 elements, forward and
+    backward, so that the temporaries of a formula stay in the cache and only the
+    gradients are allocated at full size (the sums are then added block by block, which
+    changes the last bits of a float32 result).
+
     Examples:
         >>> x = torch.tensor([0.5, -2.0], requires_grad=True)
         >>> loss = pointwise_loss(x, torch.zeros(2), lambda r: r * r / 2, lambda r: r, residual=True)
@@ -93,7 +150,14 @@ def pointwise_loss(
         # tensor of quantile levels): autograd through the formula is always right.
         input, target = upcast(input, target)
         return reduce_loss(value(input - target) if residual else value(input, target), reduction)
-    return _PointwiseLoss.apply(input, target, value, derivative, residual, reduction)
+    blocked = (
+        elementwise
+        and input.shape == target.shape
+        and input.numel() >= 2 * _BLOCK
+        and input.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+    )
+    return _PointwiseLoss.apply(input, target, value, derivative, residual, reduction, blocked)
 
 
 def saved_tensor_bytes(function: Callable[..., object], *inputs: Tensor) -> int:

@@ -10,9 +10,9 @@ from lossbook.conventions.anatomy import (
     check_probabilities,
     check_range,
     check_reduction,
-    reduce_loss,
     upcast,
 )
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 
@@ -126,11 +126,40 @@ def quality_focal_loss(
     columns = torch.arange(input.shape[1], device=input.device)
     positive = labels.unsqueeze(1) == columns  # background (label C) matches no column
     target = torch.where(positive, scores.unsqueeze(1), 0.0)
-    loss = _binary_cross_entropy_with_logits(input, target)
-    if beta != 0:
-        gap = torch.lerp(-torch.sigmoid(input), torch.sigmoid(-input), target)  # y - sigma, (4)
-        loss = loss * _zero_safe_pow(gap.abs(), beta)
-    return reduce_loss(loss.sum(dim=1), reduction)
+    # Only the logits and the targets are saved for the closed-form backward (5)
+    loss = pointwise_loss(
+        input,
+        target,
+        lambda x, y: _quality_focal(x, y, beta),
+        lambda x, y: _quality_focal_gradient(x, y, beta),
+        reduction="none" if reduction == "none" else "sum",
+        elementwise=True,
+    )
+    if reduction == "none":
+        return loss.sum(dim=1)
+    return loss / max(input.shape[0], 1) if reduction == "mean" else loss
+
+
+def _quality_focal(x: Tensor, y: Tensor, beta: float) -> Tensor:
+    """Equation (2) per element, with the gap (4)."""
+    loss = _binary_cross_entropy_with_logits(x, y)
+    if beta == 0:
+        return loss
+    gap = torch.lerp(-torch.sigmoid(x), torch.sigmoid(-x), y)  # y - sigma, (4)
+    return loss * _zero_safe_pow(gap.abs(), beta)
+
+
+def _quality_focal_gradient(x: Tensor, y: Tensor, beta: float) -> Tensor:
+    """Equation (5) as -sign(d) |d|^beta (|d| + beta B p (1 - p) / |d|), d = y - p."""
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    gap = torch.lerp(-p, q, y)  # (4)
+    if beta == 0:
+        return -gap
+    size = gap.abs()
+    # p (1 - p) / |d| is 1 - p or p for a hard target: no infinite power where d underflows
+    ratio = p * q / size.clamp(min=torch.finfo(x.dtype).tiny)
+    cross_entropy = _binary_cross_entropy_with_logits(x, y)
+    return -torch.sign(gap) * _zero_safe_pow(size, beta) * (size + beta * cross_entropy * ratio)
 
 
 __all__ = [

@@ -85,6 +85,7 @@ def charbonnier_loss(
         lambda r: _charbonnier_gradient(r, eps),
         residual=True,
         reduction=reduction,
+        elementwise=True,
     )
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lossbook.conventions.anatomy import check_residual_arguments, compute_dtype, residual_loss
+from lossbook.conventions.anatomy import check_residual_arguments, compute_dtype
 from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
@@ -36,6 +36,7 @@ def _native_loss(
             derivative,
             residual=True,
             reduction=reduction,
+            elementwise=True,
         )
     if reduction == "mean" and input.numel() == 0:
         reduction = "sum"  # the sum of nothing is a connected 0
@@ -66,7 +67,7 @@ def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor
         >>> l1_loss(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.5, 2.0, 1.0]))
         tensor(0.8333)
     """
-    return residual_loss(input, target, torch.abs, reduction=reduction)
+    return _native_loss(F.l1_loss, input, target, reduction, torch.sign)
 
 
 @nn_module("MSELoss", oracle="torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error")

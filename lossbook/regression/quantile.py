@@ -156,6 +156,7 @@ def quantile_loss(
         lambda r: _pinball_gradient(r, levels),
         residual=True,
         reduction=reduction,
+        elementwise=not isinstance(levels, Tensor) or levels.dim() == 0,
     )
 
 
