@@ -162,6 +162,11 @@ from lossbook.reinforcement.temporal_difference import (
 from lossbook.performance.linear_cross_entropy import (
     linear_cross_entropy,
 )
+from lossbook.distributed.losses_at_scale import (
+    distributed_fid_from_features,
+    distributed_inception_score,
+    distributed_error_rate,
+)
 from lossbook import nn
 
 __all__ = [
@@ -239,4 +244,7 @@ __all__ = [
     "error_rate",
     "td_loss",
     "linear_cross_entropy",
+    "distributed_fid_from_features",
+    "distributed_inception_score",
+    "distributed_error_rate",
 ]
