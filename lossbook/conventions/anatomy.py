@@ -299,6 +299,15 @@ def check_range(
     check_values(tensor, refuse, message)
 
 
+def _sum_of_squares(flat: Tensor) -> float:
+    """The exact sum of squares of labels in [-1, 1]: one dot product in float32 or float64
+    below 2**24 terms; otherwise (half precision, whose dot rounds in its own dtype, or
+    more terms than float32 counts exactly) in float64, in blocks of 65,536."""
+    if flat.dtype in (torch.float32, torch.float64) and flat.numel() < 2**24:
+        return torch.dot(flat, flat).item()
+    return sum(torch.dot(block, block).item() for block in (part.double() for part in flat.split(1 << 16)))
+
+
 def check_sign_labels(target: Tensor, name: str = "target") -> None:
     """Refuse binary labels that are not all -1 or +1 (values checked as :func:`values_checked` says).
 
@@ -319,7 +328,7 @@ def check_sign_labels(target: Tensor, name: str = "target") -> None:
         # Labels in [-1, 1] are all -1 or +1 exactly when the sum of their squares is
         # their count; aminmax and dot read the labels without a temporary of their size.
         smallest, largest = torch.aminmax(target)
-        if -1 <= smallest.item() and largest.item() <= 1 and torch.dot(target.reshape(-1), target.reshape(-1)).item() == target.numel():
+        if -1 <= smallest.item() and largest.item() <= 1 and _sum_of_squares(target.reshape(-1)) == target.numel():
             return
     else:
         smallest, largest = torch.aminmax(target.abs())
