@@ -10,14 +10,16 @@ from torch import Tensor
 from lossbook.conventions.anatomy import check_floating, check_range, check_reduction, compute_dtype
 from lossbook.conventions.modules import metric
 from lossbook.generative.fid import frechet_distance
-from lossbook.metric_learning.embeddings import cosine_similarity_matrix
+from lossbook.metric_learning.embeddings import check_embeddings, cosine_similarity_matrix
+from lossbook.metric_learning.self_supervised import _check_temperature
 from lossbook.performance.linear_cross_entropy import (
     CHUNK_ELEMENTS,
     MIN_CHUNK_ROWS,
+    _add_linear_gradients,
     _check_linear_cross_entropy_options,
     _row_losses,
 )
-from lossbook.sequences.edit_distance import _lengths, edit_distance
+from lossbook.sequences.edit_distance import _edit_counts, _rate_of_counts
 
 _LOGS: list = []
 
@@ -184,19 +186,6 @@ def gathered_loss(loss, *tensors: Tensor, group: "dist.ProcessGroup | None" = No
     return loss(*(gather_with_grad(t, group=group) for t in tensors), **options)
 
 
-def _check_temperature(temperature: float) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-
-
-def _check_embeddings(tensor: Tensor, name: str) -> None:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, D), got {type(tensor).__name__}")
-    check_floating(tensor, name)
-    if tensor.dim() != 2:
-        raise ValueError(f"{name} must have shape (B, D), one embedding per row, got shape {tuple(tensor.shape)}")
-
-
 def _anchor_losses(anchors, candidates, positive, exclude, temperature):
     """Per-anchor loss ``-mean_{p in P(i)} log softmax_j(s_ij / T)_p`` over the candidates,
     with the ``exclude`` columns left out of the softmax, and which anchors have a positive."""
@@ -267,8 +256,8 @@ def distributed_info_nce_loss(
         >>> torch.allclose(distributed_info_nce_loss(q, k), lossbook.info_nce_loss(q, k))
         True
     """
-    _check_embeddings(query, "query")
-    _check_embeddings(key, "key")
+    check_embeddings(query, name="query")
+    check_embeddings(key, name="key")
     if query.shape != key.shape:
         raise ValueError(f"query and key must have the same shape (B, D), got {tuple(query.shape)} and {tuple(key.shape)}")
     _check_temperature(temperature)
@@ -322,8 +311,8 @@ def distributed_nt_xent_loss(
         >>> torch.allclose(distributed_nt_xent_loss(a, b), lossbook.nt_xent_loss(a, b))
         True
     """
-    _check_embeddings(view1, "view1")
-    _check_embeddings(view2, "view2")
+    check_embeddings(view1, name="view1")
+    check_embeddings(view2, name="view2")
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape (B, D), got {tuple(view1.shape)} and {tuple(view2.shape)}")
     _check_temperature(temperature)
@@ -378,7 +367,7 @@ def distributed_supervised_contrastive_loss(
         >>> torch.allclose(distributed_supervised_contrastive_loss(x, y), lossbook.supervised_contrastive_loss(x, y))
         True
     """
-    _check_embeddings(embeddings, "embeddings")
+    check_embeddings(embeddings)
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
         raise TypeError(f"labels must be an integer tensor of shape (B,), got {getattr(labels, 'dtype', type(labels).__name__)}")
     if labels.shape != embeddings.shape[:1]:
@@ -573,16 +562,8 @@ def distributed_error_rate(
         >>> distributed_error_rate(hypothesis, truth, hypothesis_lengths=lengths, truth_lengths=lengths)
         tensor(0.2000)
     """
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    edits = edit_distance(
-        hypothesis, truth, hypothesis_lengths=hypothesis_lengths, truth_lengths=truth_lengths,
-        normalize=False, dtype=torch.float64,
-    ).sum()
-    tokens = _lengths(truth_lengths, truth, "truth_lengths").sum().to(torch.float64)
-    edits, tokens = _all_reduce(torch.stack([edits, tokens]), group)
-    empty = torch.where(edits > 0, torch.inf, 0.0).to(torch.float64)
-    return torch.where(tokens > 0, edits / tokens.clamp_min(1), empty).to(dtype)
+    counts = _edit_counts(hypothesis, truth, hypothesis_lengths, truth_lengths, dtype)
+    return _rate_of_counts(_all_reduce(counts, group), dtype)
 
 
 def _vocabulary_layout(width: int, vocab_start: int | None, group, device) -> tuple[int, int]:
@@ -806,12 +787,7 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
             part = slice(first, first + rows)
             softmax = _local_logits(h[part], w, b).sub_(lse[part, None]).exp_()
             grad = _shard_gradient(softmax, owned[part], safe[part], row_scale[part], smoothing, vocabulary)
-            if grad_h is not None:
-                torch.mm(grad, w, out=grad_h[part])
-            if grad_w is not None:
-                grad_w.addmm_(grad.T, h[part])
-            if grad_b is not None:
-                grad_b += grad.sum(0)
+            _add_linear_gradients(grad, h, w, part, grad_h, grad_w, grad_b)
         if grad_h is not None:  # the input is replicated: its gradient is the sum over the shards
             _all_reduce(grad_h, group)
         grads = [None if g is None else g.to(t.dtype) for g, t in zip((grad_h, grad_w, grad_b), (input, weight, bias))]

@@ -90,13 +90,20 @@ def _chunked_pass(h, weight, bias, target, class_weight, valid, options, rows, s
         loss, grad = _chunk(h[part], weight, bias, target[part], class_weight, valid[part], smoothing, z_loss,
                             softcap, None if scale is None else scale[part])
         losses[part] = loss
-        if grad_h is not None:
-            torch.mm(grad, weight, out=grad_h[part])
-        if grad_w is not None:
-            grad_w.addmm_(grad.T, h[part])
-        if grad_b is not None:
-            grad_b += grad.sum(0)
+        _add_linear_gradients(grad, h, weight, part, grad_h, grad_w, grad_b)
     return losses, (grad_h, grad_w, grad_b)
+
+
+def _add_linear_gradients(grad, h, weight, part, grad_h, grad_w, grad_b) -> None:
+    """From the gradient ``grad`` of one chunk of logits ``h[part] @ weight.T + bias``:
+    write its rows of the input's gradient, add to the weight's and the bias's (each
+    skipped when None)."""
+    if grad_h is not None:
+        torch.mm(grad, weight, out=grad_h[part])
+    if grad_w is not None:
+        grad_w.addmm_(grad.T, h[part])
+    if grad_b is not None:
+        grad_b += grad.sum(0)
 
 
 def _denominator(target, class_weight, valid, dtype):

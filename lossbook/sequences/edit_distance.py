@@ -262,6 +262,13 @@ def error_rate(
         >>> edit_distance(hypothesis, truth, hypothesis_lengths=lengths, truth_lengths=lengths).mean()
         tensor(0.3125)
     """
+    counts = _edit_counts(hypothesis, truth, hypothesis_lengths, truth_lengths, dtype)
+    return _rate_of_counts(counts, dtype)
+
+
+def _edit_counts(hypothesis, truth, hypothesis_lengths, truth_lengths, dtype) -> Tensor:
+    """The total edits and truth tokens of the batch, float64, shape (2,): the sufficient
+    statistics of :func:`error_rate`, which add across batches (and ranks)."""
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     edits = edit_distance(
@@ -269,6 +276,12 @@ def error_rate(
         normalize=False, dtype=torch.float64,
     ).sum()
     tokens = _lengths(truth_lengths, truth, "truth_lengths").sum().to(torch.float64)
+    return torch.stack([edits, tokens])
+
+
+def _rate_of_counts(counts: Tensor, dtype: torch.dtype) -> Tensor:
+    """Edits over truth tokens; with no truth token, inf if there is any edit, else 0."""
+    edits, tokens = counts
     empty = torch.where(edits > 0, torch.inf, 0.0).to(torch.float64)
     return torch.where(tokens > 0, edits / tokens.clamp_min(1), empty).to(dtype)
 
