@@ -16,6 +16,7 @@ from lossbook.conventions.anatomy import (
     upcast,
     values_checked,
 )
+from lossbook.conventions.backward import pointwise_loss
 from lossbook.conventions.modules import nn_module
 
 _KL_REDUCTIONS = ("none", "batchmean", "mean", "sum")
@@ -109,19 +110,35 @@ def kl_div(input: Tensor, target: Tensor, *, log_target: bool = False, reduction
                 "for log-probabilities pass log_target=True",
             )
         zeros = smallest == 0
+    batch = input.shape[0] if input.dim() else 1
     dtype = compute_dtype(input, target)
+    if dtype != torch.promote_types(input.dtype, target.dtype) and not target.requires_grad:
+        # Half precision, computed in float32 without saving float32 copies: the terms'
+        # derivative in x is -p (log_target: -exp(log p)), evaluated in the backward
+        loss = pointwise_loss(
+            input,
+            target,
+            lambda x, t: _kl_terms(x, t, log_target, zeros),
+            (lambda x, t: -t.exp()) if log_target else (lambda x, t: -t),
+            reduction="sum" if reduction == "batchmean" else reduction,
+            elementwise=True,
+        )
+        return loss / max(batch, 1) if reduction == "batchmean" else loss
     if input.dtype != dtype or target.dtype != dtype:
         input, target = input.to(dtype), target.to(dtype)
+    return _reduce_kl(_kl_terms(input, target, log_target, zeros), reduction, batch)
+
+
+def _kl_terms(input: Tensor, target: Tensor, log_target: bool, zeros: bool) -> Tensor:
+    """The terms p (log p - x), with 0 log 0 = 0."""
     # Where p = 0 the term is 0: the factors that would be infinite there are masked before
     # the product, so neither the value nor either gradient ever sees 0 * inf.
     if log_target:
-        loss = target.exp() * (target - input).masked_fill(target == -math.inf, 0.0)
-    elif zeros:
+        return target.exp() * (target - input).masked_fill(target == -math.inf, 0.0)
+    if zeros:
         absent = target == 0
-        loss = torch.xlogy(target, target.masked_fill(absent, 1.0)) - target * input.masked_fill(absent, 0.0)
-    else:  # checked: no zero in the target, nothing to mask
-        loss = target * (target.log() - input)
-    return _reduce_kl(loss, reduction, input.shape[0] if input.dim() else 1)
+        return torch.xlogy(target, target.masked_fill(absent, 1.0)) - target * input.masked_fill(absent, 0.0)
+    return target * (target.log() - input)  # checked: no zero in the target, nothing to mask
 
 
 def _check_distillation_options(temperature: float, reduction: str) -> None:

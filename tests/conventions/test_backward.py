@@ -234,3 +234,17 @@ def test_saved_tensor_bytes_and_allocations_count_what_they_say():
     assert full_size_allocations(lambda t: t.exp().sum(), x) == (1, 1)  # exp; backward: grad * exp (the ones are a view)
     x.grad = None
     assert full_size_allocations(lambda t: t.view(10, 100).sum(), x) == (0, 1)  # a view is not an allocation
+
+
+@pytest.mark.parametrize("log_target", [False, True])
+def test_half_precision_kl_div_saves_no_float32_copies(log_target):
+    """kl_div of bfloat16 log-probabilities computes in float32 with the closed-form
+    derivative -p: nothing beyond its inputs is saved, as F.kl_div on float32 tensors."""
+    g = torch.Generator().manual_seed(3)
+    input = torch.log_softmax(torch.randn(300, 500, generator=g), 1).bfloat16().requires_grad_()
+    target = torch.softmax(torch.randn(300, 500, generator=g), 1)
+    target = (target.log() if log_target else target).bfloat16()
+    kl = lambda a, b: lossbook.kl_div(a, b, log_target=log_target)
+    assert saved_tensor_bytes(kl, input, target) == 0
+    reference = F.kl_div(input.float(), target.float(), log_target=log_target, reduction="batchmean")
+    torch.testing.assert_close(kl(input, target), reference, rtol=1e-5, atol=1e-7)
