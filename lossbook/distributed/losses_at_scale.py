@@ -17,7 +17,9 @@ from lossbook.performance.linear_cross_entropy import (
     MIN_CHUNK_ROWS,
     _add_linear_gradients,
     _check_linear_cross_entropy_options,
+    _check_linear_layer,
     _row_losses,
+    _check_class_targets,
 )
 from lossbook.sequences.edit_distance import _edit_counts, _rate_of_counts
 
@@ -186,6 +188,17 @@ def gathered_loss(loss, *tensors: Tensor, group: "dist.ProcessGroup | None" = No
     return loss(*(gather_with_grad(t, group=group) for t in tensors), **options)
 
 
+def _check_pair(first: Tensor, second: Tensor, names: tuple[str, str], temperature: float) -> None:
+    """Two (B, D) embeddings of the same samples, row for row, and a positive temperature."""
+    check_embeddings(first, name=names[0])
+    check_embeddings(second, name=names[1])
+    if first.shape != second.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape (B, D), got {tuple(first.shape)} and {tuple(second.shape)}"
+        )
+    _check_temperature(temperature)
+
+
 def _anchor_losses(anchors, candidates, positive, exclude, temperature):
     """Per-anchor loss ``-mean_{p in P(i)} log softmax_j(s_ij / T)_p`` over the candidates,
     with the ``exclude`` columns left out of the softmax, and which anchors have a positive."""
@@ -256,11 +269,7 @@ def distributed_info_nce_loss(
         >>> torch.allclose(distributed_info_nce_loss(q, k), lossbook.info_nce_loss(q, k))
         True
     """
-    check_embeddings(query, name="query")
-    check_embeddings(key, name="key")
-    if query.shape != key.shape:
-        raise ValueError(f"query and key must have the same shape (B, D), got {tuple(query.shape)} and {tuple(key.shape)}")
-    _check_temperature(temperature)
+    _check_pair(query, key, ("query", "key"), temperature)
     if not isinstance(symmetric, bool):
         raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
     check_reduction(reduction)
@@ -311,11 +320,7 @@ def distributed_nt_xent_loss(
         >>> torch.allclose(distributed_nt_xent_loss(a, b), lossbook.nt_xent_loss(a, b))
         True
     """
-    check_embeddings(view1, name="view1")
-    check_embeddings(view2, name="view2")
-    if view1.shape != view2.shape:
-        raise ValueError(f"view1 and view2 must have the same shape (B, D), got {tuple(view1.shape)} and {tuple(view2.shape)}")
-    _check_temperature(temperature)
+    _check_pair(view1, view2, ("view1", "view2"), temperature)
     check_reduction(reduction)
     first, sizes, rank = _gather(view1, group)
     second = _gather(view2, group)[0]
@@ -656,15 +661,6 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         return grad.to(dtype), None, None, None, None, None, None, None
 
 
-def _check_target(target: Tensor, shape: tuple, name: str) -> None:
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor of class indices, got {type(target).__name__}")
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"target must be an integer tensor of class indices, got dtype {target.dtype}")
-    if target.shape != shape:
-        raise ValueError(f"target must have shape {name} = {shape}, got {tuple(target.shape)}")
-
-
 def vocab_parallel_cross_entropy(
     logits: Tensor,
     target: Tensor,
@@ -724,7 +720,7 @@ def vocab_parallel_cross_entropy(
     check_floating(logits, "logits")
     if logits.dim() < 1 or logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (*, V_r) with V_r >= 1 columns, got {tuple(logits.shape)}")
-    _check_target(target, logits.shape[:-1], "logits.shape[:-1]")
+    _check_class_targets(target, logits.shape[:-1], "logits.shape[:-1]")
     check_reduction(reduction)
     _check_linear_cross_entropy_options(ignore_index, label_smoothing, None, 0.0, None, False)
     width = logits.shape[-1]
@@ -849,21 +845,10 @@ def vocab_parallel_linear_cross_entropy(
         ...                torch.nn.functional.cross_entropy(h @ w.T, y))
         True
     """
-    check_floating(input, "input")
-    check_floating(linear_weight, "linear_weight")
-    if linear_weight.dim() != 2 or linear_weight.shape[0] == 0:
-        raise ValueError(f"linear_weight must have shape (V_r, D) with V_r >= 1, got {tuple(linear_weight.shape)}")
-    width, features = linear_weight.shape
-    if input.dim() < 1 or input.shape[-1] != features:
-        raise ValueError(
-            f"input must have shape (*, D) with D = {features} (linear_weight's shape is "
-            f"{tuple(linear_weight.shape)}), got {tuple(input.shape)}"
-        )
-    _check_target(target, input.shape[:-1], "input.shape[:-1]")
-    if linear_bias is not None:
-        check_floating(linear_bias, "linear_bias")
-        if linear_bias.shape != (width,):
-            raise ValueError(f"linear_bias must have shape (V_r,) = ({width},), got {tuple(linear_bias.shape)}")
+    width, features = _check_linear_layer(input, linear_weight, linear_bias, "V_r")
+    if width == 0:
+        raise ValueError(f"linear_weight must hold at least one class of the shard, got shape {tuple(linear_weight.shape)}")
+    _check_class_targets(target, input.shape[:-1], "input.shape[:-1]")
     check_reduction(reduction)
     _check_linear_cross_entropy_options(ignore_index, label_smoothing, chunk_size, 0.0, None, False)
     start, vocabulary = _vocabulary_layout(width, vocab_start, group, input.device)

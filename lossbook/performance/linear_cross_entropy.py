@@ -211,6 +211,49 @@ def _materialized(h, weight, bias, target, class_weight, valid, options, reducti
     return loss.sum() / torch.where(denominator == 0, 1, denominator)
 
 
+def _check_linear_layer(
+    input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, classes: str = "V"
+) -> tuple[int, int]:
+    """Floating ``input`` ``(*, D)``, ``linear_weight`` ``(classes, D)`` and ``linear_bias``
+    ``(classes,)`` or None; returns the number of classes and D (``classes`` names the
+    first in messages: ``"V"``, or ``"V_r"`` for one rank's shard of the vocabulary)."""
+    check_floating(input, "input")
+    check_floating(linear_weight, "linear_weight")
+    if linear_weight.dim() != 2:
+        raise ValueError(f"linear_weight must have shape ({classes}, D), got {tuple(linear_weight.shape)}")
+    vocabulary, features = linear_weight.shape
+    if input.dim() < 1 or input.shape[-1] != features:
+        raise ValueError(
+            f"input must have shape (*, D) with D = {features} (linear_weight's shape is {tuple(linear_weight.shape)}), "
+            f"got {tuple(input.shape)}"
+        )
+    if linear_bias is not None:
+        check_floating(linear_bias, "linear_bias")
+        if linear_bias.shape != (vocabulary,):
+            raise ValueError(
+                f"linear_bias must have shape ({classes},) = ({vocabulary},), got {tuple(linear_bias.shape)}"
+            )
+    return vocabulary, features
+
+
+def _check_class_targets(target: Tensor, shape: tuple, name: str) -> None:
+    """Refuse a ``target`` that is not an integer tensor of class indices of ``shape``
+    (``name`` says where the shape comes from, e.g. ``"input.shape[:-1]"``).
+
+    Examples:
+        >>> _check_class_targets(torch.zeros(3), (3,), "input.shape[:-1]")
+        Traceback (most recent call last):
+        ...
+        TypeError: target must be an integer tensor of class indices, got dtype torch.float32
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor of class indices, got {type(target).__name__}")
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"target must be an integer tensor of class indices, got dtype {target.dtype}")
+    if target.shape != shape:
+        raise ValueError(f"target must have shape {name} = {tuple(shape)}, got {tuple(target.shape)}")
+
+
 def _check_linear_cross_entropy_options(
     ignore_index: int | None,
     label_smoothing: float,
@@ -307,28 +350,8 @@ def linear_cross_entropy(
         >>> torch.allclose(ours, torch.nn.functional.cross_entropy(h @ w.T, y, label_smoothing=0.1))
         True
     """
-    check_floating(input, "input")
-    check_floating(linear_weight, "linear_weight")
-    if linear_weight.dim() != 2:
-        raise ValueError(f"linear_weight must have shape (V, D), got {tuple(linear_weight.shape)}")
-    vocabulary, features = linear_weight.shape
-    if input.dim() < 1 or input.shape[-1] != features:
-        raise ValueError(
-            f"input must have shape (*, D) with D = {features} (linear_weight's shape is {tuple(linear_weight.shape)}), "
-            f"got {tuple(input.shape)}"
-        )
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor of class indices, got {type(target).__name__}")
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        raise TypeError(f"target must be an integer tensor of class indices, got dtype {target.dtype}")
-    if target.shape != input.shape[:-1]:
-        raise ValueError(
-            f"target must have shape input.shape[:-1] = {tuple(input.shape[:-1])}, got {tuple(target.shape)}"
-        )
-    if linear_bias is not None:
-        check_floating(linear_bias, "linear_bias")
-        if linear_bias.shape != (vocabulary,):
-            raise ValueError(f"linear_bias must have shape (V,) = ({vocabulary},), got {tuple(linear_bias.shape)}")
+    vocabulary, features = _check_linear_layer(input, linear_weight, linear_bias)
+    _check_class_targets(target, input.shape[:-1], "input.shape[:-1]")
     if weight is not None:
         check_class_vector(weight, "weight", vocabulary)
     check_reduction(reduction)

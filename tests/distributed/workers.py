@@ -15,20 +15,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import lossbook
-from lossbook.distributed.losses_at_scale import (
-    CommunicationLog,
-    distributed_error_rate,
-    distributed_fid_from_features,
-    distributed_inception_score,
-    distributed_info_nce_loss,
-    distributed_mean_and_covariance,
-    distributed_nt_xent_loss,
-    distributed_supervised_contrastive_loss,
-    gather_with_grad,
-    gathered_loss,
-    vocab_parallel_cross_entropy,
-    vocab_parallel_linear_cross_entropy,
-)
+from lossbook.distributed import losses_at_scale as at_scale
 
 D_IN, D = 6, 4
 DTYPE = torch.float64
@@ -132,15 +119,15 @@ def gathered_checks(rank, world, sizes):
         return lossbook.info_nce_loss(_no_grad_gather(e1, sizes, rank), _no_grad_gather(e2, sizes, rank))
 
     designs = {
-        "info_nce": lambda e1, e2, y: distributed_info_nce_loss(e1, e2),
-        "info_nce_symmetric": lambda e1, e2, y: distributed_info_nce_loss(e1, e2, symmetric=True, temperature=0.2),
-        "nt_xent": lambda e1, e2, y: distributed_nt_xent_loss(e1, e2, temperature=0.5),
-        "supervised_contrastive": lambda e1, e2, y: distributed_supervised_contrastive_loss(e1, y),
-        "circle (gathered_loss)": lambda e1, e2, y: gathered_loss(lossbook.circle_loss, e1, y, m=0.25, gamma=16.0),
-        "batch_hard_triplet (gathered_loss)": lambda e1, e2, y: gathered_loss(lossbook.batch_hard_triplet_loss, e1, y),
-        "info_nce (gathered_loss)": lambda e1, e2, y: gathered_loss(lossbook.info_nce_loss, e1, e2),
+        "info_nce": lambda e1, e2, y: at_scale.distributed_info_nce_loss(e1, e2),
+        "info_nce_symmetric": lambda e1, e2, y: at_scale.distributed_info_nce_loss(e1, e2, symmetric=True, temperature=0.2),
+        "nt_xent": lambda e1, e2, y: at_scale.distributed_nt_xent_loss(e1, e2, temperature=0.5),
+        "supervised_contrastive": lambda e1, e2, y: at_scale.distributed_supervised_contrastive_loss(e1, y),
+        "circle (gathered_loss)": lambda e1, e2, y: at_scale.gathered_loss(lossbook.circle_loss, e1, y, m=0.25, gamma=16.0),
+        "batch_hard_triplet (gathered_loss)": lambda e1, e2, y: at_scale.gathered_loss(lossbook.batch_hard_triplet_loss, e1, y),
+        "info_nce (gathered_loss)": lambda e1, e2, y: at_scale.gathered_loss(lossbook.info_nce_loss, e1, e2),
         "bug: no-grad gather": info_nce_no_grad,
-        "bug: local anchors times P": lambda e1, e2, y: distributed_info_nce_loss(e1, e2) * world,
+        "bug: local anchors times P": lambda e1, e2, y: at_scale.distributed_info_nce_loss(e1, e2) * world,
         "full batch, no-grad gather": full_no_grad,
         "full batch, no-grad gather, times P": lambda e1, e2, y: full_no_grad(e1, e2, y) * world,
     }
@@ -152,16 +139,16 @@ def gathered_checks(rank, world, sizes):
         results[name] = _ddp_average(value, net)
     # Real DistributedDataParallel on the same model: it averages the gradients itself.
     net = torch.nn.parallel.DistributedDataParallel(model())
-    distributed_info_nce_loss(net(x1), net(x2)).backward()
+    at_scale.distributed_info_nce_loss(net(x1), net(x2)).backward()
     results["info_nce under DDP"] = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
     # The gathered tensor itself and the sum of gradients it sends back.
     rows = shard(torch.arange(n, dtype=DTYPE)[:, None].repeat(1, 2), sizes, rank).requires_grad_()
-    gathered = gather_with_grad(rows)
+    gathered = at_scale.gather_with_grad(rows)
     (gathered * (rank + 1)).sum().backward()
     results["gather"] = (gathered.detach(), rows.grad)
     # What travels: the sizes, the keys, their gradient back, one count.
-    with CommunicationLog() as log:
-        distributed_info_nce_loss(x1.clone().requires_grad_(), x2.clone().requires_grad_()).backward()
+    with at_scale.CommunicationLog() as log:
+        at_scale.distributed_info_nce_loss(x1.clone().requires_grad_(), x2.clone().requires_grad_()).backward()
     results["log: info_nce"] = (log.records, log.bytes_sent())
     return results
 
@@ -173,18 +160,18 @@ def metric_checks(rank, world, sizes):
     first, second, probs, truth, hypothesis = metric_data(sizes)
     sizes2, sizes3 = uneven(second.shape[0], world)[::-1], uneven(probs.shape[0], world)
     results = {
-        "mean_and_covariance": distributed_mean_and_covariance(shard(first, sizes, rank)),
-        "fid": distributed_fid_from_features(shard(first, sizes, rank), shard(second, sizes2, rank)),
+        "mean_and_covariance": at_scale.distributed_mean_and_covariance(shard(first, sizes, rank)),
+        "fid": at_scale.distributed_fid_from_features(shard(first, sizes, rank), shard(second, sizes2, rank)),
     }
     for splits in (1, 4, 5):
-        results[f"inception_score splits={splits}"] = distributed_inception_score(shard(probs, sizes3, rank), splits=splits)
+        results[f"inception_score splits={splits}"] = at_scale.distributed_inception_score(shard(probs, sizes3, rank), splits=splits)
     sentences = uneven(len(truth), world)
     start = sum(sentences[:rank])
     mine = slice(start, start + sentences[rank])
     (t, tl), (h, hl) = pad(truth[mine]), pad(hypothesis[mine])
-    results["error_rate"] = distributed_error_rate(h, t, hypothesis_lengths=hl, truth_lengths=tl, dtype=torch.float64)
-    with CommunicationLog() as log:
-        distributed_mean_and_covariance(shard(first, sizes, rank))
+    results["error_rate"] = at_scale.distributed_error_rate(h, t, hypothesis_lengths=hl, truth_lengths=tl, dtype=torch.float64)
+    with at_scale.CommunicationLog() as log:
+        at_scale.distributed_mean_and_covariance(shard(first, sizes, rank))
     results["log: mean_and_covariance"] = (log.records, log.bytes_sent())
     return results
 
@@ -201,29 +188,29 @@ def vocab_checks(rank, world, widths, starts=None):
         upstream = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(4), dtype=DTYPE)
         upstream = upstream if reduction == "none" else upstream[0]
         logits = (h @ w.T + (b if with_bias else 0))[:, columns].clone().requires_grad_()
-        loss = vocab_parallel_cross_entropy(logits, y, reduction=reduction, label_smoothing=smoothing,
+        loss = at_scale.vocab_parallel_cross_entropy(logits, y, reduction=reduction, label_smoothing=smoothing,
                                             vocab_start=None if starts is None else start)
         (grad_logits,) = torch.autograd.grad(loss, logits, upstream)
         hh = h.clone().requires_grad_()
         ws = w[columns].clone().requires_grad_()
         bs = b[columns].clone().requires_grad_() if with_bias else None
-        linear = vocab_parallel_linear_cross_entropy(
+        linear = at_scale.vocab_parallel_linear_cross_entropy(
             hh, ws, y, linear_bias=bs, reduction=reduction, label_smoothing=smoothing, chunk_size=4,
             vocab_start=None if starts is None else start)
         grads = torch.autograd.grad(linear, [t for t in (hh, ws, bs) if t is not None], upstream)
         results[(reduction, smoothing, with_bias)] = (loss.detach(), grad_logits, linear.detach(), grads)
     ignored = torch.full_like(y, -100)
     logits = (h @ w.T)[:, columns].clone().requires_grad_()
-    empty = vocab_parallel_cross_entropy(logits, ignored, vocab_start=None if starts is None else start)
+    empty = at_scale.vocab_parallel_cross_entropy(logits, ignored, vocab_start=None if starts is None else start)
     empty.backward()
     results["all ignored"] = (empty.detach(), logits.grad)
-    with CommunicationLog() as log:
-        vocab_parallel_cross_entropy((h @ w.T)[:, columns], y, vocab_start=None if starts is None else start)
+    with at_scale.CommunicationLog() as log:
+        at_scale.vocab_parallel_cross_entropy((h @ w.T)[:, columns], y, vocab_start=None if starts is None else start)
     results["log: vocab_parallel"] = (log.records, log.bytes_sent())
     refused = []  # a bad layout is refused on every rank at once (no rank left waiting in a collective)
     for bad in (1, None if rank == 0 else start):  # overlapping blocks; vocab_start given on some ranks only
         try:
-            vocab_parallel_cross_entropy((h @ w.T)[:, columns], y, vocab_start=bad)
+            at_scale.vocab_parallel_cross_entropy((h @ w.T)[:, columns], y, vocab_start=bad)
         except ValueError as error:
             refused.append(str(error))
     results["refused layouts"] = refused
